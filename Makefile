@@ -1,0 +1,56 @@
+# liftlock — the README's two commands are `make demo` and `make test`.
+# Everything they need is installed here: the venv, the Pulumi toolchain (Go build, cached outside
+# the work tree), the Docker engine when a target needs it.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.liftlock-installed
+# Runs a command under the engine environment (PATH, file:// backend, passphrase, plugin flags).
+ENGINE := eval "$$($(BIN)/liftlock env)" &&
+
+.PHONY: help bootstrap venv toolchain dockerd test test-fast lint demo clean lock
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@echo "[bootstrap] Python venv in $(VENV) (pinned by requirements.lock) ..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+	    -c requirements.lock -e '.[all,dev]' --config-settings editable_mode=compat
+	@touch $@
+
+venv: $(STAMP) ## the Python virtual environment with liftlock and its pinned dependencies
+
+toolchain: venv ## build (or reuse) the pinned Pulumi engine and providers into .tools/bin
+	@LIFTLOCK_VENV_BIN=$(abspath $(BIN)) bash toolchain/build.sh
+
+dockerd: ## make sure a local Docker engine is running (installs docker.io when missing)
+	@bash toolchain/dockerd.sh
+
+bootstrap: venv toolchain ## venv + toolchain
+
+test: bootstrap dockerd ## set up everything and run the whole test suite
+	@$(ENGINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: venv ## unit tests only (no engine, no containers)
+	@$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: venv ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy liftlock ml policies infra
+
+demo: bootstrap dockerd ## the whole loop on the embedded default
+	@$(ENGINE) $(BIN)/liftlock demo
+
+lock: ## re-pin requirements.lock from the current venv
+	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check | grep -v '^-e ' > requirements.lock
+
+clean: ## remove the venv, tools links and local state (not the toolchain cache)
+	rm -rf $(VENV) .tools .pulumi-state
