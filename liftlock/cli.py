@@ -16,6 +16,7 @@ import typer
 
 from liftlock import __version__
 from liftlock.errors import LiftlockError
+from ml.errors import MLError
 
 # Order is the order of `liftlock --help`.
 COMMAND_MODULES = ["doctor", "env"]
@@ -41,7 +42,9 @@ def _root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", help="Print the liftlock version and exit.", callback=_print_version,
+            "--version",
+            help="Print the liftlock version and exit.",
+            callback=_print_version,
             is_eager=True,
         ),
     ] = False,
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Without standalone mode click returns typer.Exit's code instead of exiting.
         result = app(args=argv, prog_name="liftlock", standalone_mode=False)
-    except LiftlockError as error:
+    except (LiftlockError, MLError) as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         return error.exit_code
     except typer.Abort:
