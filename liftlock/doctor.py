@@ -129,9 +129,12 @@ def check_kubernetes_provider(root: Path, env: Mapping[str, str]) -> Check:
         except json.JSONDecodeError:
             plugins = []
     for plugin in plugins or []:
-        if plugin.get("name") == "kubernetes" and plugin.get("kind") == "resource":
-            if plugin.get("version") == KUBERNETES_PROVIDER_VERSION:
-                return Check(title, True, plugin["version"], plugin.get("path", ""))
+        if (plugin.get("name"), plugin.get("kind"), plugin.get("version")) == (
+            "kubernetes",
+            "resource",
+            KUBERNETES_PROVIDER_VERSION,
+        ):
+            return Check(title, True, plugin["version"], plugin.get("path", ""))
     return Check(
         title,
         False,

@@ -35,7 +35,8 @@ def find_project_root(start: Path | None = None) -> Path:
         if (folder / "Pulumi.yaml").is_file() and (folder / "pyproject.toml").is_file():
             return folder
     raise ConfigError(
-        f"no liftlock checkout found at or above {here} (looked for Pulumi.yaml beside pyproject.toml)",
+        f"no liftlock checkout found at or above {here} "
+        "(looked for Pulumi.yaml beside pyproject.toml)",
         hint="run the command inside the repository, or set LIFTLOCK_ROOT",
     )
 
