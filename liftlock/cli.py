@@ -57,26 +57,22 @@ for _name in COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `liftlock` script: runs the app, maps LiftlockError to its exit code."""
+    """Entry point of the `liftlock` script: runs the app, maps domain errors to exit codes.
+
+    typer handles its own usage errors (exit 2) and `typer.Exit`; every domain error, from
+    liftlock or from `ml`, becomes one line on stderr and the error's exit code.
+    """
     try:
-        # Without standalone mode click returns typer.Exit's code instead of exiting.
-        result = app(args=argv, prog_name="liftlock", standalone_mode=False)
+        app(args=argv, prog_name="liftlock")
     except (LiftlockError, MLError) as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         return error.exit_code
-    except typer.Abort:
-        typer.secho("aborted", err=True)
-        return 130
     except KeyboardInterrupt:
+        typer.secho("interrupted", err=True)
         return 130
-    except Exception as error:  # click usage errors come as ClickException
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            return error.exit_code
-        raise
-    return result if isinstance(result, int) else 0
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":
