@@ -1,0 +1,1 @@
+"""ComponentResources of the liftlock program, one noun per module."""

@@ -1,0 +1,166 @@
+"""ModelImage: the serving image with the bundle baked in, built on the local Docker engine.
+
+A dynamic provider (the pulumi-docker plugin cannot be obtained here) using the `docker` Python
+package. The diff looks only at the build context's content hash and the bundle digest (and the
+tag they imply), so an unchanged bundle and context mean no change; the tag is derived from the
+bundle digest; delete removes that tag and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+TAG_PREFIX = "b-"
+TAG_HEX_CHARS = 12
+#: inputs that mean "a different image"; anything else (e.g. labels) rebuilds in place
+_REBUILD_KEYS = ("context_hash", "bundle_digest", "dockerfile", "build_args", "context_dir")
+
+
+def image_tag(repository: str, bundle_digest: str) -> str:
+    """`liftlock-model:b-<first 12 hex of the bundle digest>`."""
+    return f"{repository}:{TAG_PREFIX}{bundle_digest.split(':', 1)[-1][:TAG_HEX_CHARS]}"
+
+
+def context_hash(files: Iterable[Path], *, root: Path) -> str:
+    """sha256 over (relative path, content) of every file, in path order."""
+    digest = hashlib.sha256()
+    for path in sorted({p.resolve() for p in files}):
+        digest.update(path.relative_to(root.resolve()).as_posix().encode() + b"\0")
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def context_files(root: Path, includes: Iterable[str]) -> list[Path]:
+    """Files under `root` matched by the include globs (folders count with all they hold)."""
+    found: set[Path] = set()
+    for pattern in includes:
+        for path in root.glob(pattern):
+            if path.is_dir():
+                found.update(
+                    p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                )
+            elif path.is_file():
+                found.add(path)
+    return sorted(found)
+
+
+def _docker_client() -> Any:
+    import docker
+
+    return docker.from_env(timeout=600)
+
+
+class ModelImageProvider(ResourceProvider):
+    """Builds with `docker build`; id = the tag."""
+
+    serialize_as_secret_always = False
+
+    def _build(self, props: dict[str, Any]) -> dict[str, Any]:
+        client = _docker_client()
+        image, _logs = client.images.build(
+            path=props["context_dir"],
+            dockerfile=props["dockerfile"],
+            tag=props["tag"],
+            buildargs=dict(props.get("build_args") or {}),
+            labels=dict(props.get("labels") or {}),
+            rm=True,
+            forcerm=True,
+            pull=False,
+            network_mode="none",
+        )
+        return {**props, "image_id": image.id}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        outs = self._build(props)
+        return CreateResult(id_=props["tag"], outs=outs)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        if olds.get("tag") != news.get("tag") or olds.get("repository") != news.get("repository"):
+            return DiffResult(changes=True, replaces=["tag"], delete_before_replace=False)
+        changed = [key for key in _REBUILD_KEYS if olds.get(key) != news.get(key)]
+        if olds.get("labels") != news.get("labels"):
+            changed.append("labels")
+        if not changed and not self._image_present(olds):
+            changed.append("image_id")
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+
+    def _image_present(self, olds: dict[str, Any]) -> bool:
+        """The tag still points at the image we built (someone may have removed or re-tagged it)."""
+        try:
+            client = _docker_client()
+            return bool(client.images.get(olds["tag"]).id == olds.get("image_id"))
+        except Exception:
+            # No engine reachable during a preview: report what the state says.
+            return True
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self._build(news))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        import docker.errors
+
+        client = _docker_client()
+        # Untags only; the image goes too only when this was its last tag.
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(props["tag"], noprune=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelImageArgs:
+    repository: str
+    bundle_digest: str
+    context_dir: Path
+    #: Dockerfile path relative to the context
+    dockerfile: str
+    #: content hash of everything the build reads (see context_hash)
+    context_hash: str
+    build_args: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class _ModelImageResource(pulumi.dynamic.Resource, module="liftlock", name="ModelImage"):
+    image_id: pulumi.Output[str]
+    tag: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
+        super().__init__(ModelImageProvider(), name, {**props, "image_id": None}, opts)
+
+
+class ModelImage(pulumi.ComponentResource):
+    image_id: pulumi.Output[str]
+    tag: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, *, args: ModelImageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("liftlock:ml:ModelImage", name, None, opts)
+        child = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=self))
+        tag = image_tag(args.repository, args.bundle_digest)
+        built = _ModelImageResource(
+            f"{name}-build",
+            {
+                "repository": args.repository,
+                "tag": tag,
+                "bundle_digest": args.bundle_digest,
+                "context_dir": str(args.context_dir),
+                "dockerfile": args.dockerfile,
+                "context_hash": args.context_hash,
+                "build_args": dict(args.build_args),
+                "labels": dict(args.labels),
+            },
+            child,
+        )
+        self.image_id = built.image_id
+        self.tag = built.tag
+        self.register_outputs({"image_id": self.image_id, "tag": self.tag})

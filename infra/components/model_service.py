@@ -1,0 +1,287 @@
+"""ModelService: the model server on Kubernetes (targets `render` and `cluster`).
+
+Namespace, ServiceAccount (no token), ConfigMap with the bundle manifest, Deployment meeting Pod
+Security Standard "restricted", Service, HorizontalPodAutoscaler (when autoscaling is on),
+PodDisruptionBudget (when at least two replicas run), NetworkPolicies (default deny, then only the
+service port in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.config import Autoscaling, Exposure, Resources
+
+SERVICE_PORT = 8080
+RUN_AS_USER = 10001
+OBJECT_NAME = "liftlock-model"
+SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelServiceArgs:
+    namespace: str
+    image: pulumi.Input[str]
+    replicas: int
+    resources: Resources
+    autoscaling: Autoscaling
+    exposure: Exposure
+    #: bundle.json as text, for the ConfigMap.
+    bundle_manifest: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    selector: dict[str, str]
+    #: False only against an API server without controllers (no pod ever becomes ready).
+    wait_for_ready: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def restricted_pod_security() -> k8s.core.v1.PodSecurityContextArgs:
+    return k8s.core.v1.PodSecurityContextArgs(
+        run_as_non_root=True,
+        run_as_user=RUN_AS_USER,
+        run_as_group=RUN_AS_USER,
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def restricted_container_security() -> k8s.core.v1.SecurityContextArgs:
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def resource_requirements(resources: Resources) -> k8s.core.v1.ResourceRequirementsArgs:
+    return k8s.core.v1.ResourceRequirementsArgs(
+        requests={"cpu": resources.requests.cpu, "memory": resources.requests.memory},
+        limits={"cpu": resources.limits.cpu, "memory": resources.limits.memory},
+    )
+
+
+def minimum_replicas(replicas: int, autoscaling: Autoscaling) -> int:
+    return autoscaling.min_replicas if autoscaling.enabled else replicas
+
+
+class ModelService(pulumi.ComponentResource):
+    namespace_name: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+    service_url: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, *, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("liftlock:ml:ModelService", name, None, opts)
+        child = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=self))
+        annotations = dict(args.annotations)
+        if not args.wait_for_ready:
+            annotations[SKIP_AWAIT_ANNOTATION] = "true"
+
+        def metadata(object_name: str, **extra: str) -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(
+                name=object_name,
+                namespace=namespace.metadata.name,
+                labels={**args.labels, **extra},
+                annotations=annotations,
+            )
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=args.namespace,
+                labels={
+                    **args.labels,
+                    # Admission enforces what the Deployment already meets.
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                },
+                annotations=annotations,
+            ),
+            opts=child,
+        )
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-account",
+            metadata=metadata(OBJECT_NAME),
+            automount_service_account_token=False,
+            opts=child,
+        )
+        manifest = k8s.core.v1.ConfigMap(
+            f"{name}-bundle-manifest",
+            metadata=metadata(f"{OBJECT_NAME}-bundle"),
+            data={"bundle.json": args.bundle_manifest},
+            immutable=False,
+            opts=child,
+        )
+        pod_labels = {**args.labels, **args.selector}
+        container = k8s.core.v1.ContainerArgs(
+            name="model",
+            image=args.image,
+            image_pull_policy="IfNotPresent",
+            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=SERVICE_PORT)],
+            env=[
+                k8s.core.v1.EnvVarArgs(name=key, value=value)
+                for key, value in {
+                    "LIFTLOCK_HOST": "0.0.0.0",
+                    "LIFTLOCK_PORT": str(SERVICE_PORT),
+                    **args.extra_env,
+                }.items()
+            ],
+            readiness_probe=k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/readyz", port="http"),
+                period_seconds=5,
+                failure_threshold=3,
+            ),
+            liveness_probe=k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="http"),
+                initial_delay_seconds=10,
+                period_seconds=10,
+                failure_threshold=3,
+            ),
+            resources=resource_requirements(args.resources),
+            security_context=restricted_container_security(),
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+        )
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=metadata(OBJECT_NAME),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=args.replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=args.selector),
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                    type="RollingUpdate",
+                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
+                        max_surge=1, max_unavailable=0
+                    ),
+                ),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=pod_labels, annotations=args.annotations
+                    ),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=account.metadata.name,
+                        automount_service_account_token=False,
+                        security_context=restricted_pod_security(),
+                        containers=[container],
+                        volumes=[
+                            k8s.core.v1.VolumeArgs(
+                                name="tmp",
+                                empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi"),
+                            )
+                        ],
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[manifest])),
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=metadata(OBJECT_NAME),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="LoadBalancer" if args.exposure == "public" else "ClusterIP",
+                selector=args.selector,
+                ports=[
+                    k8s.core.v1.ServicePortArgs(
+                        name="http", port=SERVICE_PORT, target_port="http", protocol="TCP"
+                    )
+                ],
+            ),
+            opts=child,
+        )
+        if args.autoscaling.enabled:
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{name}-autoscaler",
+                metadata=metadata(OBJECT_NAME),
+                spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+                    scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                        api_version="apps/v1", kind="Deployment", name=deployment.metadata.name
+                    ),
+                    min_replicas=args.autoscaling.min_replicas,
+                    max_replicas=args.autoscaling.max_replicas,
+                    metrics=[
+                        k8s.autoscaling.v2.MetricSpecArgs(
+                            type="Resource",
+                            resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+                                name="cpu",
+                                target=k8s.autoscaling.v2.MetricTargetArgs(
+                                    type="Utilization",
+                                    average_utilization=args.autoscaling.target_cpu_utilization,
+                                ),
+                            ),
+                        )
+                    ],
+                ),
+                opts=child,
+            )
+        if minimum_replicas(args.replicas, args.autoscaling) >= 2:
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-disruption-budget",
+                metadata=metadata(OBJECT_NAME),
+                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                    max_unavailable=1,
+                    selector=k8s.meta.v1.LabelSelectorArgs(match_labels=args.selector),
+                ),
+                opts=child,
+            )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-default-deny",
+            metadata=metadata("default-deny"),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(),
+                policy_types=["Ingress", "Egress"],
+            ),
+            opts=child,
+        )
+        # internal: only pods of this namespace may call the model; public: anyone.
+        sources = (
+            [
+                k8s.networking.v1.NetworkPolicyPeerArgs(
+                    namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                        match_labels={"kubernetes.io/metadata.name": args.namespace}
+                    )
+                )
+            ]
+            if args.exposure == "internal"
+            else None
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-allow-http",
+            metadata=metadata(f"{OBJECT_NAME}-allow-http"),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=args.selector),
+                policy_types=["Ingress"],
+                ingress=[
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                        from_=sources,
+                        ports=[
+                            k8s.networking.v1.NetworkPolicyPortArgs(
+                                port=SERVICE_PORT, protocol="TCP"
+                            )
+                        ],
+                    )
+                ],
+            ),
+            opts=child,
+        )
+
+        self.namespace_name = namespace.metadata.name
+        self.service_name = service.metadata.name
+        self.service_url = pulumi.Output.concat(
+            "http://",
+            service.metadata.name,
+            ".",
+            namespace.metadata.name,
+            f".svc.cluster.local:{SERVICE_PORT}",
+        )
+        self.register_outputs(
+            {
+                "namespace_name": self.namespace_name,
+                "service_name": self.service_name,
+                "service_url": self.service_url,
+            }
+        )

@@ -1,0 +1,373 @@
+"""The one typed, validated stack configuration: `StackConfig`.
+
+Read from the `liftlock:` namespace of `stacks/Pulumi.<stack>.yaml` and checked against
+`stacks/stack.schema.json` (plus the rules a schema cannot say, such as limits ≥ requests) before
+the program declares any resource. Every error names the key, the bad value and what is allowed.
+
+`liftlock` (gates, promote, preview) imports this module, so it does not import pulumi at the top.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+import yaml
+
+NAMESPACE = "liftlock"
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "stacks" / "stack.schema.json"
+DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+Target = Literal["docker", "render", "cluster"]
+Exposure = Literal["internal", "public"]
+
+DEFAULT_BUNDLE_DIR = "bundle"
+DEFAULT_IMAGE_REPOSITORY = "liftlock-model"
+DEFAULT_HOST_PORT = 8787
+DEFAULT_GITOPS_REVISION = "main"
+DEFAULT_ARGOCD_NAMESPACE = "argocd"
+
+
+class StackConfigError(ValueError):
+    """The stack configuration is invalid; `problems` lists one line per bad key."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"invalid stack configuration in {source}:\n{lines}\n"
+            f"  fix: edit {source} (keys and allowed values: stacks/stack.schema.json)"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComputeResources:
+    cpu: str
+    memory: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resources:
+    requests: ComputeResources
+    limits: ComputeResources
+
+
+@dataclass(frozen=True, kw_only=True)
+class Autoscaling:
+    enabled: bool = False
+    min_replicas: int = 1
+    max_replicas: int = 1
+    target_cpu_utilization: int = 70
+
+
+@dataclass(frozen=True, kw_only=True)
+class OwnerLabels:
+    team: str
+    owner: str
+    cost_center: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class GitOps:
+    repo_url: str
+    revision: str = DEFAULT_GITOPS_REVISION
+    argocd_namespace: str = DEFAULT_ARGOCD_NAMESPACE
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackConfig:
+    """Everything the program needs to know about one stack, already validated."""
+
+    stack: str
+    target: Target
+    labels: OwnerLabels
+    bundle_digest: str | None = None
+    bundle_dir: str = DEFAULT_BUNDLE_DIR
+    image: str | None = None
+    image_repository: str = DEFAULT_IMAGE_REPOSITORY
+    replicas: int = 1
+    resources: Resources | None = None
+    autoscaling: Autoscaling = field(default_factory=Autoscaling)
+    exposure: Exposure = "internal"
+    host_port: int = DEFAULT_HOST_PORT
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+    wait_for_ready: bool = True
+    drift_schedule: str | None = None
+    namespace: str | None = None
+    gitops: GitOps | None = None
+
+    @property
+    def is_kubernetes(self) -> bool:
+        return self.target in ("render", "cluster")
+
+    @property
+    def render_dir(self) -> str | None:
+        """Folder (relative to the repository root) the render target writes to."""
+        return f"deploy/{self.stack}" if self.target == "render" else None
+
+    @property
+    def argocd_render_dir(self) -> str | None:
+        """The Argo CD Application lives apart from the manifests it syncs."""
+        return f"deploy/argocd/{self.stack}" if self.target == "render" else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading raw values
+
+
+def load_schema() -> dict[str, Any]:
+    with SCHEMA_PATH.open(encoding="utf-8") as handle:
+        schema: dict[str, Any] = json.load(handle)
+    return schema
+
+
+def decode_raw_values(raw: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Pulumi hands config values to the program as strings (objects JSON-encoded).
+
+    A key the schema declares as a string keeps its text; anything else is JSON-decoded when it
+    parses, so `replicas: 3` becomes 3 while `replicas: three` stays "three" and fails the type
+    check by name.
+    """
+    properties = schema.get("properties", {})
+    decoded: dict[str, Any] = {}
+    for key, value in raw.items():
+        declared = properties.get(key, {}).get("type")
+        if not isinstance(value, str) or declared == "string":
+            decoded[key] = value
+            continue
+        try:
+            decoded[key] = json.loads(value)
+        except json.JSONDecodeError:
+            decoded[key] = value
+    return decoded
+
+
+def namespace_values(flat: Mapping[str, Any], namespace: str = NAMESPACE) -> dict[str, Any]:
+    """`{"liftlock:replicas": "3", "kubernetes:x": ...}` → `{"replicas": "3"}`."""
+    prefix = f"{namespace}:"
+    return {key[len(prefix) :]: value for key, value in flat.items() if key.startswith(prefix)}
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """The `liftlock:` values of a stack file, as YAML types (for liftlock's gates and preview)."""
+    if not path.is_file():
+        raise StackConfigError(str(path), [f"{path}: no such stack file"])
+    with path.open(encoding="utf-8") as handle:
+        document = yaml.safe_load(handle) or {}
+    config = document.get("config") or {}
+    if not isinstance(config, dict):
+        raise StackConfigError(str(path), ["key 'config' must be a mapping of key to value"])
+    return namespace_values(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def _key_name(path: Iterable[Any]) -> str:
+    parts = [str(part) for part in path]
+    return f"{NAMESPACE}:" + ".".join(parts) if parts else f"{NAMESPACE}:"
+
+
+def _describe_schema_error(error: jsonschema.ValidationError) -> str:
+    key = _key_name(error.absolute_path)
+    validator = error.validator
+    bad = json.dumps(error.instance, default=str)
+    if validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        parent = dict(error.instance) if isinstance(error.instance, dict) else {}
+        unknown = sorted(set(parent) - set(allowed))
+        base = key.rstrip(":").rstrip(".")
+        names = ", ".join(f"{base}{'.' if error.absolute_path else ':'}{u}" for u in unknown)
+        return f"unknown key {names}; allowed keys here: {', '.join(allowed)}"
+    if validator == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        base = key.rstrip(":")
+        sep = "." if error.absolute_path else ":"
+        return f"missing key {base}{sep}{missing[0] if missing else '?'}: {error.message}"
+    if validator == "enum":
+        allowed = ", ".join(json.dumps(v) for v in error.validator_value)
+        return f"{key} = {bad}: not allowed; allowed: {allowed}"
+    if validator == "const":
+        return f"{key} = {bad}: must be {json.dumps(error.validator_value)}"
+    if validator == "type":
+        return f"{key} = {bad}: wrong type; expected {error.validator_value}"
+    if validator in ("minimum", "exclusiveMinimum"):
+        op = "≥" if validator == "minimum" else ">"
+        return f"{key} = {bad}: must be {op} {error.validator_value}"
+    if validator in ("maximum", "exclusiveMaximum"):
+        op = "≤" if validator == "maximum" else "<"
+        return f"{key} = {bad}: must be {op} {error.validator_value}"
+    if validator == "pattern":
+        hint = error.schema.get("description") or f"the pattern {error.validator_value}"
+        return f"{key} = {bad}: malformed; expected {hint}"
+    if validator == "minLength":
+        return f"{key} = {bad}: must not be empty"
+    return f"{key} = {bad}: {error.message}"
+
+
+def schema_problems(values: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(
+        validator.iter_errors(values), key=lambda e: ([str(p) for p in e.absolute_path], e.message)
+    )
+    return [_describe_schema_error(error) for error in errors]
+
+
+_MEMORY_UNITS = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+def cpu_millicores(quantity: str | float) -> Decimal:
+    text = str(quantity)
+    try:
+        if text.endswith("m"):
+            return Decimal(text[:-1])
+        return Decimal(text) * 1000
+    except InvalidOperation as error:
+        raise ValueError(f"not a CPU quantity: {text!r}") from error
+
+
+def memory_bytes(quantity: str | int) -> Decimal:
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?", str(quantity))
+    if not match:
+        raise ValueError(f"not a memory quantity: {quantity!r}")
+    return Decimal(match.group(1)) * _MEMORY_UNITS[match.group(2) or ""]
+
+
+def rule_problems(values: Mapping[str, Any]) -> list[str]:
+    """What the schema cannot say: relations between keys."""
+    problems: list[str] = []
+    resources = values.get("resources") or {}
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    for name, measure in (("cpu", cpu_millicores), ("memory", memory_bytes)):
+        if name not in requests or name not in limits:
+            continue
+        if measure(limits[name]) < measure(requests[name]):
+            problems.append(
+                f"{NAMESPACE}:resources.limits.{name} = {json.dumps(limits[name])}: below "
+                f"resources.requests.{name} = {json.dumps(requests[name])}; "
+                "a limit must be ≥ its request"
+            )
+    autoscaling = values.get("autoscaling") or {}
+    if autoscaling.get("enabled"):
+        low, high = autoscaling.get("minReplicas"), autoscaling.get("maxReplicas")
+        if low is None or high is None:
+            problems.append(f"{NAMESPACE}:autoscaling: enabled needs minReplicas and maxReplicas")
+        elif high < low:
+            problems.append(
+                f"{NAMESPACE}:autoscaling.maxReplicas = {high}: below minReplicas = {low}"
+            )
+    target = values.get("target")
+    if target in ("render", "cluster") and "hostPort" in values:
+        problems.append(f"{NAMESPACE}:hostPort: only the docker target uses it (target={target})")
+    if target in ("docker", "render") and ("kubeContext" in values or "kubeconfig" in values):
+        key = "kubeContext" if "kubeContext" in values else "kubeconfig"
+        problems.append(
+            f"{NAMESPACE}:{key}: only the cluster target uses a kubeconfig (target={target}); "
+            "render mode must not be given one"
+        )
+    return problems
+
+
+def parse_stack_config(
+    raw: Mapping[str, Any], *, stack: str, source: str | None = None, decode: bool = True
+) -> StackConfig:
+    """Validate `liftlock:` values (without the prefix) and build the StackConfig.
+
+    `decode` turns Pulumi's string values into typed ones (see decode_raw_values); pass False for
+    values already typed (a YAML file read by `read_stack_file`).
+    """
+    where = source or f"stacks/Pulumi.{stack}.yaml"
+    schema = load_schema()
+    values = decode_raw_values(raw, schema) if decode else dict(raw)
+    problems = schema_problems(values, schema)
+    if not problems:
+        problems = rule_problems(values)
+    if problems:
+        raise StackConfigError(where, problems)
+    return _build(values, stack=stack)
+
+
+def _build(values: Mapping[str, Any], *, stack: str) -> StackConfig:
+    resources = None
+    if "resources" in values:
+        spec = values["resources"]
+        resources = Resources(
+            requests=ComputeResources(
+                cpu=str(spec["requests"]["cpu"]), memory=str(spec["requests"]["memory"])
+            ),
+            limits=ComputeResources(
+                cpu=str(spec["limits"]["cpu"]), memory=str(spec["limits"]["memory"])
+            ),
+        )
+    scaling = values.get("autoscaling") or {}
+    autoscaling = Autoscaling(
+        enabled=bool(scaling.get("enabled", False)),
+        min_replicas=int(scaling.get("minReplicas", values.get("replicas", 1))),
+        max_replicas=int(scaling.get("maxReplicas", values.get("replicas", 1))),
+        target_cpu_utilization=int(scaling.get("targetCpuUtilization", 70)),
+    )
+    labels = values["labels"]
+    gitops = None
+    if "gitops" in values:
+        gitops = GitOps(
+            repo_url=values["gitops"]["repoUrl"],
+            revision=values["gitops"].get("revision", DEFAULT_GITOPS_REVISION),
+            argocd_namespace=values["gitops"].get("argocdNamespace", DEFAULT_ARGOCD_NAMESPACE),
+        )
+    return StackConfig(
+        stack=stack,
+        target=values["target"],
+        labels=OwnerLabels(
+            team=labels["team"], owner=labels["owner"], cost_center=labels["costCenter"]
+        ),
+        bundle_digest=values.get("bundleDigest"),
+        bundle_dir=values.get("bundleDir", DEFAULT_BUNDLE_DIR),
+        image=values.get("image"),
+        image_repository=values.get("imageRepository", DEFAULT_IMAGE_REPOSITORY),
+        replicas=int(values.get("replicas", 1)),
+        resources=resources,
+        autoscaling=autoscaling,
+        exposure=values.get("exposure", "internal"),
+        host_port=int(values.get("hostPort", DEFAULT_HOST_PORT)),
+        kubeconfig=values.get("kubeconfig"),
+        kube_context=values.get("kubeContext"),
+        wait_for_ready=bool(values.get("waitForReady", True)),
+        drift_schedule=values.get("driftSchedule"),
+        namespace=values.get("namespace"),
+        gitops=gitops,
+    )
+
+
+def load_stack_file(path: Path, *, stack: str | None = None) -> StackConfig:
+    """StackConfig of a stack file on disk (`stacks/Pulumi.<stack>.yaml`), without the engine."""
+    name = stack or path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    return parse_stack_config(read_stack_file(path), stack=name, source=str(path), decode=False)
+
+
+def load_stack_config() -> StackConfig:
+    """StackConfig of the running Pulumi program's stack (call from the program only)."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    flat: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    stack = pulumi.get_stack()
+    return parse_stack_config(namespace_values(flat), stack=stack)

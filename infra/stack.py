@@ -1,0 +1,212 @@
+"""What a stack is made of, per target. `__main__.py` calls `declare_stack` and exports."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.components.drift_monitor import DriftMonitor, DriftMonitorArgs
+from infra.components.gitops_application import GitOpsApplication, GitOpsApplicationArgs
+from infra.components.local_service import LocalService, LocalServiceArgs
+from infra.components.model_image import (
+    ModelImage,
+    ModelImageArgs,
+    context_files,
+    context_hash,
+)
+from infra.components.model_service import OBJECT_NAME, ModelService, ModelServiceArgs
+from infra.config import StackConfig, StackConfigError
+from infra.kubeconfig import check_cluster_reachable
+from infra.lineage import (
+    Lineage,
+    data_digest_of,
+    find_bundle_manifest,
+    git_commit_of_digest,
+    object_annotations,
+    object_labels,
+    selector_labels,
+)
+
+#: The serving image's build: Dockerfile and what it reads, relative to the repository root.
+DOCKERFILE = "ml/serve/container/Dockerfile"
+BUILD_CONTEXT_INCLUDES = ("ml/serve/container", "ml/*.py", "ml/serve", "liftlock", "pyproject.toml")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackOutputs:
+    target: str
+    service_url: pulumi.Input[str]
+    bundle_digest: str
+    image: pulumi.Input[str]
+    render_dir: str | None
+
+
+def repository_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def declare_stack(config: StackConfig, root: Path) -> StackOutputs:
+    if config.target == "docker":
+        return declare_docker_stack(config, root)
+    return declare_kubernetes_stack(config, root)
+
+
+def declare_docker_stack(config: StackConfig, root: Path) -> StackOutputs:
+    """dev: the image with the bundle baked in, run as a container on 127.0.0.1."""
+    bundle_dir = (root / config.bundle_dir).resolve()
+    digest, _manifest = find_bundle_manifest(
+        None, bundle_dir=bundle_dir, deploy_dir=root / "deploy"
+    )
+    if config.bundle_digest is not None and config.bundle_digest != digest:
+        raise StackConfigError(
+            f"stacks/Pulumi.{config.stack}.yaml",
+            [
+                f"liftlock:bundleDigest = {config.bundle_digest}: the bundle in "
+                f"{config.bundle_dir}/ has digest {digest}; set the key to that digest, or "
+                "remove it to deploy whatever the bundle folder holds"
+            ],
+        )
+    includes = (*BUILD_CONTEXT_INCLUDES, config.bundle_dir)
+    labels = {
+        "liftlock.io/stack": config.stack,
+        "liftlock.io/bundle-digest": digest,
+        "liftlock.io/team": config.labels.team,
+        "liftlock.io/owner": config.labels.owner,
+        "liftlock.io/cost-center": config.labels.cost_center,
+    }
+    image = ModelImage(
+        f"{config.stack}-model-image",
+        args=ModelImageArgs(
+            repository=config.image_repository,
+            bundle_digest=digest,
+            context_dir=root,
+            dockerfile=DOCKERFILE,
+            context_hash=context_hash(context_files(root, includes), root=root),
+            build_args={"BUNDLE_DIR": config.bundle_dir},
+            labels=labels,
+        ),
+    )
+    service = LocalService(
+        f"{config.stack}-model-service",
+        args=LocalServiceArgs(
+            image_id=image.image_id,
+            host_port=config.host_port,
+            container_name=container_name(config),
+            labels=labels,
+        ),
+    )
+    return StackOutputs(
+        target=config.target,
+        service_url=service.url,
+        bundle_digest=digest,
+        image=image.tag,
+        render_dir=None,
+    )
+
+
+def container_name(config: StackConfig) -> str:
+    """`liftlock-model-dev`: one container per image repository and stack."""
+    return f"{config.image_repository.replace('/', '-')}-{config.stack}"
+
+
+def kubernetes_provider(config: StackConfig, root: Path) -> k8s.Provider:
+    """Render and cluster are separate provider settings: render mode refuses a kubeconfig."""
+    if config.target == "render":
+        assert config.render_dir is not None
+        return k8s.Provider(
+            f"{config.stack}-kubernetes",
+            render_yaml_to_directory=str(root / config.render_dir),
+        )
+    kubeconfig = config.kubeconfig or str(Path.home() / ".kube" / "config")
+    kubeconfig_path = Path(kubeconfig) if Path(kubeconfig).is_absolute() else root / kubeconfig
+    assert config.kube_context is not None
+    check_cluster_reachable(kubeconfig_path, config.kube_context)
+    return k8s.Provider(
+        f"{config.stack}-kubernetes",
+        kubeconfig=str(kubeconfig_path),
+        context=config.kube_context,
+        delete_unreachable=False,
+    )
+
+
+def declare_kubernetes_stack(config: StackConfig, root: Path) -> StackOutputs:
+    assert config.bundle_digest and config.image and config.namespace and config.resources
+    digest, manifest = find_bundle_manifest(
+        config.bundle_digest,
+        bundle_dir=(root / config.bundle_dir).resolve(),
+        deploy_dir=root / "deploy",
+    )
+    lineage = Lineage(
+        bundle_digest=digest,
+        data_digest=data_digest_of(manifest),
+        git_commit=git_commit_of_digest(
+            root, root / "stacks" / f"Pulumi.{config.stack}.yaml", digest
+        ),
+    )
+    labels = object_labels(config, lineage)
+    annotations = object_annotations(lineage)
+    provider = kubernetes_provider(config, root)
+    opts = pulumi.ResourceOptions(providers={"kubernetes": provider})
+    service = ModelService(
+        f"{config.stack}-model",
+        args=ModelServiceArgs(
+            namespace=config.namespace,
+            image=config.image,
+            replicas=config.replicas,
+            resources=config.resources,
+            autoscaling=config.autoscaling,
+            exposure=config.exposure,
+            bundle_manifest=json.dumps(manifest, indent=2, sort_keys=True),
+            labels=labels,
+            annotations=annotations,
+            selector=selector_labels(config),
+            wait_for_ready=config.wait_for_ready,
+        ),
+        opts=opts,
+    )
+    if config.drift_schedule:
+        DriftMonitor(
+            f"{config.stack}-drift",
+            args=DriftMonitorArgs(
+                namespace=service.namespace_name,
+                image=config.image,
+                schedule=config.drift_schedule,
+                command=["liftlock", "drift", "--url", service.service_url],
+                labels=labels,
+                annotations=annotations,
+                model_selector=selector_labels(config),
+                service_account_name=OBJECT_NAME,
+            ),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[service])),
+        )
+    if config.target == "render" and config.gitops is not None:
+        assert config.render_dir is not None and config.argocd_render_dir is not None
+        argocd_provider = k8s.Provider(
+            f"{config.stack}-argocd-render",
+            render_yaml_to_directory=str(root / config.argocd_render_dir),
+        )
+        GitOpsApplication(
+            f"{config.stack}-gitops",
+            args=GitOpsApplicationArgs(
+                stack=config.stack,
+                repo_url=config.gitops.repo_url,
+                revision=config.gitops.revision,
+                path=config.render_dir,
+                argocd_namespace=config.gitops.argocd_namespace,
+                destination_namespace=config.namespace,
+                labels=labels,
+                annotations=annotations,
+            ),
+            opts=pulumi.ResourceOptions(providers={"kubernetes": argocd_provider}),
+        )
+    return StackOutputs(
+        target=config.target,
+        service_url=service.service_url,
+        bundle_digest=digest,
+        image=config.image,
+        render_dir=config.render_dir,
+    )

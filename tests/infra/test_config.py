@@ -1,0 +1,106 @@
+"""StackConfig: the committed stacks are valid; each kind of broken config names its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.config import (
+    StackConfigError,
+    cpu_millicores,
+    load_stack_file,
+    memory_bytes,
+    parse_stack_config,
+)
+from tests.infra.fixtures import as_pulumi_config, stack_values
+
+DIGEST = "sha256:" + "0" * 64
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_committed_stack_files_are_valid(repo_root: Path, stack: str) -> None:
+    config = load_stack_file(repo_root / "stacks" / f"Pulumi.{stack}.yaml")
+    assert config.stack == stack
+    if stack == "dev":
+        assert config.target == "docker" and config.replicas == 1
+    else:
+        assert config.target == "render"
+        assert config.render_dir == f"deploy/{stack}"
+    if stack == "prod":
+        assert config.replicas >= 3, "prod must run at least 3 replicas"
+        assert config.autoscaling.enabled
+        assert config.image and "@sha256:" in config.image, "prod pins the image by digest"
+
+
+def test_pulumi_string_values_are_decoded_by_the_schema_type() -> None:
+    raw = as_pulumi_config(stack_values("render", DIGEST, replicas=3))
+    values = {key.removeprefix("liftlock:"): value for key, value in raw.items()}
+    config = parse_stack_config(values, stack="prod")
+    assert config.replicas == 3
+    assert config.resources is not None and config.resources.limits.memory == "512Mi"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "fragment"),
+    [
+        ({"replica": 2}, "liftlock:replica", "unknown key"),
+        ({"replicas": "three"}, "liftlock:replicas", "wrong type"),
+        ({"replicas": 0}, "liftlock:replicas", "≥ 1"),
+        (
+            {
+                "resources": {
+                    "requests": {"cpu": "1", "memory": "1Gi"},
+                    "limits": {"cpu": "500m", "memory": "1Gi"},
+                }
+            },
+            "liftlock:resources.limits.cpu",
+            "below resources.requests.cpu",
+        ),
+        (
+            {
+                "resources": {
+                    "requests": {"cpu": "1", "memory": "1Gi"},
+                    "limits": {"cpu": "1", "memory": "512Mi"},
+                }
+            },
+            "liftlock:resources.limits.memory",
+            "below resources.requests.memory",
+        ),
+        ({"bundleDigest": "sha256:abc"}, "liftlock:bundleDigest", "malformed"),
+        ({"target": "k8s"}, "liftlock:target", 'allowed: "docker", "render", "cluster"'),
+        ({"labels": {"team": "a", "owner": "b"}}, "liftlock:labels.costCenter", "missing key"),
+        ({"exposure": "everyone"}, "liftlock:exposure", "allowed"),
+        (
+            {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}},
+            "liftlock:autoscaling.maxReplicas",
+            "below minReplicas",
+        ),
+        ({"kubeContext": "kind"}, "liftlock:kubeContext", "only the cluster target"),
+    ],
+)
+def test_broken_config_names_key_value_and_what_is_allowed(
+    overrides: dict[str, object], key: str, fragment: str
+) -> None:
+    values = {**stack_values("render", DIGEST), **overrides}
+    with pytest.raises(StackConfigError) as caught:
+        parse_stack_config(values, stack="staging", decode=False)
+    message = str(caught.value)
+    assert key in message, f"the error must name {key}: {message}"
+    assert fragment in message, message
+    assert "stacks/Pulumi.staging.yaml" in message
+
+
+def test_render_target_requires_digest_image_and_namespace() -> None:
+    values = {"target": "render", "labels": stack_values("render", DIGEST)["labels"]}
+    with pytest.raises(StackConfigError) as caught:
+        parse_stack_config(values, stack="prod", decode=False)
+    for key in ("bundleDigest", "image", "namespace", "resources", "gitops"):
+        assert f"liftlock:{key}" in str(caught.value)
+
+
+def test_quantities_compare_across_units() -> None:
+    assert cpu_millicores("1") == cpu_millicores("1000m")
+    assert cpu_millicores("0.5") < cpu_millicores("600m")
+    assert memory_bytes("1Gi") == memory_bytes("1024Mi")
+    assert memory_bytes("1G") < memory_bytes("1Gi")
