@@ -1,0 +1,27 @@
+"""The liftlock CrossGuard policy pack: assembles the rules, nothing else.
+
+`pulumi preview --stack <stack> --policy-pack policies` runs it; the rules are the plain functions
+in policies/rules/ (the offline gate runs the same ones), their enforcement level per stack comes
+from policies/gates.yaml (see policies/crossguard.py for how the pack knows the stack).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+PACK_DIR = Path(__file__).resolve().parent
+
+if __name__ == "__main__":
+    # Run as a script by the language host: make the repository importable as the package root.
+    sys.path.insert(0, str(PACK_DIR.parent))
+
+    from pulumi_policy import EnforcementLevel, PolicyPack
+
+    from policies.crossguard import build_policies
+
+    PolicyPack(
+        name="liftlock-policies",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        policies=build_policies(PACK_DIR / "gates.yaml"),
+    )

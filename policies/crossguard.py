@@ -1,0 +1,207 @@
+"""The CrossGuard adapter: the infrastructure rules as Pulumi policies.
+
+Each resource rule becomes a `ResourceValidationPolicy`, each stack rule a
+`StackValidationPolicy`; both call the same rule function the offline gate calls.
+
+The enforcement level depends on the stack (advisory in dev, mandatory in staging and prod, per
+`policies/gates.yaml`), but a policy pack cannot read stack config, and pulumi-policy fixes a
+violation's level before the policy's `validate` runs. So the pack learns the stack from the first
+URN it sees (`urn:pulumi:<stack>::<project>::...`): `liftlock-stack-context`, the pack's first
+policy, records it; every later policy reads its level from gates.yaml for that stack. The engine
+analyzes resources one at a time, so the first resource's context policy runs before any rule.
+`--policy-pack-config` still wins over gates.yaml (pulumi-policy applies it first).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from policies.gates import Gates, load_gates
+from policies.model import UNKNOWN, Level, Rule, object_name
+from policies.rules import all_rules
+
+CONTEXT_POLICY = "liftlock-stack-context"
+KUBERNETES_PREFIX = "kubernetes:"
+_LEVELS = {
+    Level.ADVISORY: EnforcementLevel.ADVISORY,
+    Level.MANDATORY: EnforcementLevel.MANDATORY,
+    Level.DISABLED: EnforcementLevel.DISABLED,
+}
+# pulumi-policy's markers for values not known during preview (pulumi_policy.proxy).
+_UNKNOWN_SENTINELS = frozenset(
+    {
+        "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",
+        "3eeb2bf0-c639-47a8-9e75-3b44932eb421",
+        "04da6b54-80e4-46f7-96ec-b56ff0331ba9",
+        "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",
+        "030794c1-ac77-496b-92df-f27374a8bd58",
+        "e48ece36-62e2-4504-bad9-02848725956a",
+        "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",
+    }
+)
+
+
+def stack_of(urn: str) -> str | None:
+    """`urn:pulumi:<stack>::<project>::<type>::<name>` -> `<stack>`."""
+    if not urn.startswith("urn:pulumi:"):
+        return None
+    return urn[len("urn:pulumi:") :].split("::", 1)[0] or None
+
+
+def plain(value: Any) -> Any:
+    """pulumi-policy's property proxies -> plain dicts/lists, unknowns -> `UNKNOWN`."""
+    if isinstance(value, Mapping):
+        try:
+            target = value["__target"]  # the proxy's raw dict, unknowns included
+        except KeyError:
+            target = value
+        return {str(key): plain(item) for key, item in target.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        try:
+            items = value["__target"]  # type: ignore[call-overload]
+        except (KeyError, TypeError, IndexError):
+            items = value
+        return [plain(item) for item in items]
+    if isinstance(value, str) and value in _UNKNOWN_SENTINELS:
+        return UNKNOWN
+    return value
+
+
+def kube_object(resource_type: str, props: Any) -> dict[str, Any] | None:
+    """A Kubernetes resource's properties as the Kubernetes object (None for other types)."""
+    if not resource_type.startswith(KUBERNETES_PREFIX):
+        return None
+    obj = plain(props)
+    obj.setdefault("kind", resource_type.rsplit(":", 1)[-1])
+    return obj
+
+
+class StackContext:
+    """The stack this pack judges: from $PULUMI_STACK when the engine sets it, else a URN."""
+
+    def __init__(self, gates: Gates) -> None:
+        self.gates = gates
+        self.stack: str | None = os.environ.get("PULUMI_STACK") or None
+
+    def observe(self, urn: str) -> None:
+        if self.stack is None:
+            self.stack = stack_of(urn)
+
+    def level(self, rule_name: str) -> EnforcementLevel:
+        # Before any URN is seen (the engine asks for the pack's info first) report the strictest
+        # level; violations are only ever reported after the context policy ran.
+        if self.stack is None:
+            return EnforcementLevel.MANDATORY
+        return _LEVELS[self.gates.level(self.stack, rule_name)]
+
+    def rule_context(self) -> Any:
+        return self.gates.context(self.stack or "")
+
+
+def _message(rule: Rule, subject: str, problem: str) -> str:
+    return f"[{rule.name}] {subject}: {problem}\nfix: {rule.fix}"
+
+
+class RuleResourcePolicy(ResourceValidationPolicy):
+    """A resource rule on each Kubernetes resource, at the stack's level for that rule."""
+
+    def __init__(self, rule: Rule, context: StackContext) -> None:
+        self.rule, self.context = rule, context
+        super().__init__(
+            name=rule.name,
+            description=rule.description,
+            validate=self._validate,
+            remediation_steps=rule.fix,
+        )
+
+    @property  # type: ignore[override]
+    def enforcement_level(self) -> EnforcementLevel:
+        return self.context.level(self.rule.name)
+
+    @enforcement_level.setter
+    def enforcement_level(self, _value: EnforcementLevel | None) -> None:
+        """The level comes from gates.yaml per stack; the constructor's value is ignored."""
+
+    def _validate(self, args: ResourceValidationArgs, report: ReportViolation) -> None:
+        self.context.observe(args.urn)
+        obj = kube_object(args.resource_type, args.props)
+        if obj is None or not self.rule.applies_to(obj):
+            args.not_applicable(f"{self.rule.name} judges Kubernetes objects of other kinds")
+            return
+        for problem in self.rule.check(obj, self.context.rule_context()):
+            report(_message(self.rule, object_name(obj), problem), args.urn)
+
+
+class RuleStackPolicy(StackValidationPolicy):
+    """A stack rule across every Kubernetes resource of the stack."""
+
+    def __init__(self, rule: Rule, context: StackContext) -> None:
+        self.rule, self.context = rule, context
+        super().__init__(
+            name=rule.name,
+            description=rule.description,
+            validate=self._validate,
+            remediation_steps=rule.fix,
+        )
+
+    @property  # type: ignore[override]
+    def enforcement_level(self) -> EnforcementLevel:
+        return self.context.level(self.rule.name)
+
+    @enforcement_level.setter
+    def enforcement_level(self, _value: EnforcementLevel | None) -> None:
+        """The level comes from gates.yaml per stack; the constructor's value is ignored."""
+
+    def _validate(self, args: StackValidationArgs, report: ReportViolation) -> None:
+        objects: list[dict[str, Any]] = []
+        urns: dict[int, str] = {}
+        for resource in args.resources:
+            self.context.observe(resource.urn)
+            obj = kube_object(resource.resource_type, resource.props)
+            if obj is not None:
+                objects.append(obj)
+                urns[id(obj)] = resource.urn
+        for obj, problem in self.rule.check(objects, self.context.rule_context()):
+            report(_message(self.rule, object_name(obj), problem), urns.get(id(obj)))
+
+
+class StackContextPolicy(ResourceValidationPolicy):
+    """First in the pack: learns the stack from the first URN. Never reports anything."""
+
+    def __init__(self, context: StackContext) -> None:
+        self.context = context
+        super().__init__(
+            name=CONTEXT_POLICY,
+            description="Learns which stack is analyzed, to apply its enforcement levels "
+            "(policies/gates.yaml). Never reports a violation.",
+            validate=self._validate,
+            enforcement_level=EnforcementLevel.ADVISORY,
+        )
+
+    def _validate(self, args: ResourceValidationArgs, report: ReportViolation) -> None:
+        self.context.observe(args.urn)
+
+
+def build_policies(gates_path: Path) -> list[Policy]:
+    """The pack's policies: the context policy, then every resource and stack rule."""
+    context = StackContext(load_gates(gates_path))
+    policies: list[Policy] = [StackContextPolicy(context)]
+    for rule in all_rules():
+        if rule.scope == "resource":
+            policies.append(RuleResourcePolicy(rule, context))
+        elif rule.scope == "stack":
+            policies.append(RuleStackPolicy(rule, context))
+    return policies
