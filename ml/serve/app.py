@@ -1,0 +1,257 @@
+"""The ASGI app.
+
+`ServeApp` answers the operational routes (`/v1/predict`, `/healthz`, `/readyz`, `/v1/model`,
+`/metrics`) itself, in raw ASGI: read the body (413 past the limit), parse with orjson into a
+numpy matrix (`ml.serve.schema`), predict, answer with orjson. A FastAPI app declares the same
+routes with pydantic models built from the data contract, only so that `/openapi.json` and
+`/docs` describe the API truthfully; it also answers unknown paths (404).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ml.serve.input_log import InputLog
+from ml.serve.metrics import ServeMetrics, feature_edges, render
+from ml.serve.model import REFERENCE_FILE, LoadedBundle
+from ml.serve.openapi import build_docs_app
+from ml.serve.schema import RequestError, RequestParser, feature_specs
+from ml.serve.settings import ServeSettings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("liftlock.serve")
+
+_JSON = b"application/json"
+_TEXT = b"text/plain; version=0.0.4; charset=utf-8"
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def read_reference(path: Path, features: list[str]) -> np.ndarray | None:
+    """The training sample (reference.csv), columns in model order; None when absent."""
+    if not path.is_file():
+        return None
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        missing = [name for name in features if name not in header]
+        if missing:
+            log.warning(
+                "%s: no column %r; feature buckets fall back to contract ranges", path, missing[0]
+            )
+            return None
+        columns = [header.index(name) for name in features]
+        # empty cells are nulls the model imputes
+        rows = [[float(row[i]) if row[i] else np.nan for i in columns] for row in reader if row]
+    return np.array(rows, dtype=np.float64).reshape(-1, len(features))
+
+
+def _headers(content_type: bytes, body: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+
+
+async def _answer(send: Send, status: int, body: bytes, content_type: bytes = _JSON) -> None:
+    await send(
+        {"type": "http.response.start", "status": status, "headers": _headers(content_type, body)}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class ServeApp:
+    def __init__(self, settings: ServeSettings, bundle: LoadedBundle) -> None:
+        self.settings = settings
+        self.bundle = bundle
+        specs = feature_specs(bundle.contract, bundle.features)
+        self.parser = RequestParser(specs, settings.max_rows)
+        reference = read_reference(bundle.path / REFERENCE_FILE, bundle.features)
+        self.metrics = ServeMetrics(
+            bundle.features,
+            bundle.classes,
+            feature_edges(reference, self.parser._low, self.parser._high),
+        )
+        self.input_log: InputLog | None = None
+        self.ready = False
+        self._predict = bundle.predictor.predict
+        self._max_body = settings.max_body_bytes
+        self._digest = bundle.digest
+        self._classes = bundle.classes
+        self._model_body = orjson.dumps(
+            {
+                "digest": bundle.digest,
+                "backend": bundle.backend,
+                "features": bundle.features,
+                "classes": bundle.classes,
+                "max_rows": settings.max_rows,
+                "max_body_bytes": settings.max_body_bytes,
+                "manifest": bundle.manifest,
+                "model_card": bundle.model_card,
+                "data_contract": bundle.contract,
+            }
+        )
+        self._docs = build_docs_app(bundle, specs, settings)
+        self._routes: dict[str, Callable[[Scope, Receive, Send], Awaitable[int]]] = {
+            "/v1/predict": self._predict_route,
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/v1/model": self._model,
+            "/metrics": self._metrics,
+        }
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            route = self._routes.get(scope["path"])
+            if route is not None:
+                started = time.perf_counter()
+                status = await route(scope, receive, send)
+                self.metrics.observe_request(scope["path"], status, time.perf_counter() - started)
+                return
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        await self._docs(scope, receive, send)
+
+    # --- routes: each returns the status it answered -------------------------------------------
+
+    async def _predict_route(self, scope: Scope, receive: Receive, send: Send) -> int:
+        try:
+            if scope["method"] != "POST":
+                raise RequestError(405, f"{scope['method']} not allowed on /v1/predict; use POST")
+            body = await self._read_body(scope, receive)
+            x = self.parser.parse(body)
+            labels, probabilities = self._predict(x)
+        except RequestError as error:
+            await _answer(send, error.status, error.body())
+            return error.status
+        except Exception:  # a model failure must not take the server down; say it plainly
+            log.exception("prediction failed")
+            body = orjson.dumps({"error": "internal error while predicting; see the server log"})
+            await _answer(send, 500, body)
+            return 500
+        answer = orjson.dumps(
+            {
+                "predictions": labels if labels.dtype.kind in "iuf" else labels.tolist(),
+                "probabilities": probabilities,
+                "classes": self._classes,
+                "model": self._digest,
+            },
+            option=_NUMPY,
+        )
+        await _answer(send, 200, answer)
+        self.metrics.observe_rows(x, labels)
+        if self.input_log is not None:
+            try:
+                self.input_log.append(x)
+            except OSError as error:  # a full disk must not fail predictions
+                log.warning("input log disabled: %s", error)
+                self.input_log = None
+        return 200
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length" and value.isdigit() and int(value) > self._max_body:
+                raise RequestError(
+                    413, f"body of {int(value)} bytes is over the limit of {self._max_body} bytes"
+                )
+        if not content_type.startswith(_JSON):
+            shown = content_type.decode("latin-1") or "none"
+            raise RequestError(415, f"content-type {shown!r}: send application/json")
+        message = await receive()
+        body = message.get("body", b"")
+        if not message.get("more_body", False):
+            return body
+        parts = [body]
+        size = len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                raise RequestError(413, f"body is over the limit of {self._max_body} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def _healthz(self, scope: Scope, receive: Receive, send: Send) -> int:
+        await _answer(send, 200, b'{"status":"alive"}')
+        return 200
+
+    async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> int:
+        if self.ready:
+            await _answer(send, 200, orjson.dumps({"status": "ready", "model": self._digest}))
+            return 200
+        await _answer(send, 503, b'{"status":"not ready"}')
+        return 503
+
+    async def _model(self, scope: Scope, receive: Receive, send: Send) -> int:
+        await _answer(send, 200, self._model_body)
+        return 200
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> int:
+        await _answer(send, 200, render(self.metrics), _TEXT)
+        return 200
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._open_input_log()
+                self._flusher = asyncio.create_task(self._flush_periodically())
+                self.ready = True
+                log.info("serving bundle %s (%s backend)", self._digest, self.bundle.backend)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                # SIGTERM: uvicorn has stopped accepting and drained in-flight requests.
+                self.ready = False
+                if self._flusher is not None:
+                    self._flusher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._flusher
+                if self.input_log is not None:
+                    self.input_log.close()
+                    self.input_log = None
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _open_input_log(self) -> None:
+        path = self.settings.input_log
+        if path is None:
+            return
+        try:
+            self.input_log = InputLog(
+                path, self.settings.input_log_max_bytes, self.settings.input_log_backups
+            )
+        except OSError as error:  # e.g. a read-only root filesystem without a writable volume
+            log.warning("input log disabled: cannot write %s (%s)", path, error)
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self.input_log is not None:
+                try:
+                    self.input_log.flush_if_due()
+                except OSError as error:
+                    log.warning("input log disabled: %s", error)
+                    self.input_log = None
+
+
+def create_app(settings: ServeSettings, bundle: LoadedBundle) -> ServeApp:
+    return ServeApp(settings, bundle)

@@ -1,0 +1,137 @@
+"""The FastAPI app that documents the API (`/openapi.json`, `/docs`).
+
+Its route functions never run for the declared routes: `ml.serve.app.ServeApp` answers those
+paths before FastAPI sees them. The pydantic models are built from the data contract so the
+document states exactly what the predict path enforces (names, numeric types, ranges, no extra
+fields, finite numbers, row limit) and every 4xx it can answer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from ml.serve.model import LoadedBundle
+from ml.serve.schema import FeatureSpec
+from ml.serve.settings import ServeSettings
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="What is wrong, naming the field and the row")
+    field: str | None = Field(default=None, description="The offending field, when there is one")
+    row: int | None = Field(default=None, description="Index of the offending row in `rows`")
+
+
+class Status(BaseModel):
+    status: str
+    model: str | None = None
+
+
+def _feature_field(spec: FeatureSpec) -> tuple[Any, Any]:
+    bounds: dict[str, Any] = {}
+    if math.isfinite(spec.minimum):
+        bounds["ge"] = int(spec.minimum) if spec.integer else spec.minimum
+    if math.isfinite(spec.maximum):
+        bounds["le"] = int(spec.maximum) if spec.integer else spec.maximum
+    kind: Any = int if spec.integer else float
+    if spec.nullable:  # present but null: the model's imputer fills it
+        kind = kind | None
+    return kind, Field(alias=spec.name, allow_inf_nan=False, strict=True, **bounds)
+
+
+def _models(
+    bundle: LoadedBundle, specs: list[FeatureSpec], max_rows: int
+) -> tuple[type[BaseModel], type[BaseModel], type[BaseModel]]:
+    forbid = ConfigDict(extra="forbid", populate_by_name=False)
+    row_fields = {f"feature_{i}": _feature_field(spec) for i, spec in enumerate(specs)}
+    row = create_model("Row", __config__=forbid, **row_fields)  # type: ignore[call-overload]
+    one = create_model("PredictOne", __config__=forbid, row=(row, ...))  # type: ignore[call-overload]
+    rows_field = Field(min_length=1, max_length=max_rows)
+    many = create_model(  # type: ignore[call-overload]
+        "PredictMany", __config__=forbid, rows=(list[row], rows_field)
+    )
+    label_type: Any = (
+        Literal[tuple(bundle.classes)]  # type: ignore[misc]
+        if bundle.classes
+        else int
+    )
+    probability = Annotated[float, Field(ge=0.0, le=1.0)]
+    response = create_model(  # type: ignore[call-overload]
+        "PredictResponse",
+        predictions=(list[label_type], Field(description="Predicted class per row")),
+        probabilities=(
+            list[list[probability]],  # type: ignore[valid-type]
+            Field(description="Per row, one probability per class in `classes` order"),
+        ),
+        classes=(list[label_type], ...),
+        model=(str, Field(description="Digest of the bundle that answered")),
+    )
+    return one, many, response
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Body is not JSON or not an object"},
+    405: {"model": ErrorResponse, "description": "Method other than POST"},
+    413: {"model": ErrorResponse, "description": "Body over the size limit"},
+    415: {"model": ErrorResponse, "description": "Content type is not application/json"},
+    422: {"model": ErrorResponse, "description": "A row breaks the data contract"},
+}
+
+
+def build_docs_app(
+    bundle: LoadedBundle, specs: list[FeatureSpec], settings: ServeSettings
+) -> FastAPI:
+    one, many, response = _models(bundle, specs, settings.max_rows)
+    docs = FastAPI(
+        title="liftlock model server",
+        version=bundle.digest,
+        description=(
+            f"Serves bundle {bundle.digest} ({len(specs)} features, classes {bundle.classes}). "
+            f"Requests up to {settings.max_rows} rows and {settings.max_body_bytes} bytes."
+        ),
+    )
+
+    def predict(request: Any) -> Any:  # pragma: no cover - answered by ServeApp
+        raise NotImplementedError
+
+    # Set here, not in the signature: `from __future__ import annotations` would leave FastAPI a
+    # string naming a local variable it cannot resolve.
+    predict.__annotations__ = {"request": one | many, "return": Any}
+    docs.post(
+        "/v1/predict",
+        response_model=response,
+        responses=_ERRORS,
+        summary="Predict one row ({row: {...}}) or a batch ({rows: [...]})",
+    )(predict)
+
+    @docs.get("/healthz", response_model=Status, summary="The process is alive")
+    def healthz() -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    @docs.get(
+        "/readyz",
+        response_model=Status,
+        responses={503: {"model": Status, "description": "Starting or shutting down"}},
+        summary="The bundle is loaded and verified",
+    )
+    def readyz() -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    @docs.get("/v1/model", summary="Bundle manifest, model card and data contract")
+    def model() -> dict[str, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    @docs.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    def metrics() -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    return docs

@@ -1,0 +1,86 @@
+"""Server settings: one typed object, read from `LIFTLOCK_*` environment variables and overridden
+by command-line options. Invalid values raise `ServeConfigError` naming the variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ml.errors import MLError
+
+ENV_PREFIX = "LIFTLOCK_"
+BACKENDS = ("onnx", "sklearn")
+
+
+class ServeConfigError(MLError):
+    """A server setting is missing or invalid."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    bundle: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    backend: str = "onnx"
+    max_rows: int = 1000
+    max_body_bytes: int = 1 << 20
+    # Bounded input log for drift: a rotating JSONL file; None (or an unwritable place) disables it.
+    input_log: Path | None = None
+    input_log_max_bytes: int = 16 << 20
+    input_log_backups: int = 2
+    log_level: str = "info"
+    access_log: bool = False
+
+    def validated(self) -> ServeSettings:
+        if self.bundle is None:
+            raise ServeConfigError(
+                "no model bundle given",
+                hint=f"pass --bundle PATH or set {ENV_PREFIX}BUNDLE (bundle/ after `dvc repro`)",
+            )
+        if self.backend not in BACKENDS:
+            raise ServeConfigError(
+                f"{ENV_PREFIX}BACKEND / --backend: {self.backend!r} is not one of {BACKENDS}"
+            )
+        for name in ("port", "max_rows", "max_body_bytes", "input_log_max_bytes"):
+            if getattr(self, name) < 1:
+                raise ServeConfigError(f"{ENV_PREFIX}{name.upper()}: must be at least 1")
+        if not 1 <= self.port <= 65535:
+            raise ServeConfigError(f"{ENV_PREFIX}PORT: {self.port} is not a TCP port")
+        return self
+
+
+def _convert(name: str, kind: Any, raw: str) -> Any:
+    kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    try:
+        if "Path" in kind_name:
+            return Path(raw) if raw else None
+        if kind_name == "int":
+            return int(raw)
+        if kind_name == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+    except ValueError as error:
+        raise ServeConfigError(
+            f"{ENV_PREFIX}{name.upper()}={raw!r}: expected {kind_name}"
+        ) from error
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> ServeSettings:
+    """Defaults < environment (`LIFTLOCK_BUNDLE`, `LIFTLOCK_PORT`, ...) < explicit overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field in fields(ServeSettings):
+        raw = environ.get(ENV_PREFIX + field.name.upper())
+        if raw is not None:
+            values[field.name] = _convert(field.name, field.type, raw)
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return replace(ServeSettings(), **values).validated()
