@@ -98,6 +98,10 @@ def configure_runtime(args: argparse.Namespace) -> None:
         root_directory=args.root_directory or None,
     )
     pulumi.runtime.configure(settings)
+    # Values and secret keys as the host passed them; `is_config_secret` reads only this set.
+    pulumi.runtime.set_all_config(
+        pulumi.runtime.get_config_env(), pulumi.runtime.get_config_secret_keys_env()
+    )
 
 
 def run_program(program: Path, parallel: int) -> None:
