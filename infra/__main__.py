@@ -1,11 +1,13 @@
 """The liftlock Pulumi program: validate the stack config, declare the stack, export outputs."""
 
+from pathlib import Path
+
 import pulumi
 
 from infra.config import StackConfigError, load_stack_config
 from infra.kubeconfig import ClusterUnreachableError
 from infra.lineage import BundleNotFoundError
-from infra.stack import declare_stack, repository_root
+from infra.stack import declare_stack
 from ml.errors import MLError
 
 
@@ -16,7 +18,8 @@ def main() -> None:
         # RunError: shown without a Python traceback, before any resource is declared.
         raise pulumi.RunError(str(error)) from None
     try:
-        outputs = declare_stack(config, repository_root())
+        # The project this program belongs to (a copy of the repository renders into itself).
+        outputs = declare_stack(config, Path(__file__).resolve().parent.parent)
     except (StackConfigError, BundleNotFoundError, ClusterUnreachableError, MLError) as error:
         raise pulumi.RunError(str(error)) from None
     pulumi.export("target", outputs.target)

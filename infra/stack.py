@@ -45,10 +45,6 @@ class StackOutputs:
     render_dir: str | None
 
 
-def repository_root() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
 def declare_stack(config: StackConfig, root: Path) -> StackOutputs:
     if config.target == "docker":
         return declare_docker_stack(config, root)
