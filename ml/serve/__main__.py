@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rows", type=int, help="rows per request (default 1000)")
     parser.add_argument("--max-body-bytes", type=int, help="request body limit (default 1 MiB)")
     parser.add_argument("--input-log", type=Path, help="rotating JSONL log of inputs, for drift")
+    parser.add_argument("--input-window", type=int, help="rows kept for GET /v1/inputs (0: off)")
     args = parser.parse_args(argv)
     try:
         from ml.serve.runner import serve

@@ -14,6 +14,8 @@ import contextlib
 import csv
 import logging
 import time
+import urllib.parse
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -63,10 +65,16 @@ def _headers(content_type: bytes, body: bytes) -> list[tuple[bytes, bytes]]:
     return [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
 
 
-async def _answer(send: Send, status: int, body: bytes, content_type: bytes = _JSON) -> None:
-    await send(
-        {"type": "http.response.start", "status": status, "headers": _headers(content_type, body)}
-    )
+async def _answer(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes = _JSON,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    headers = _headers(content_type, body)
+    headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -102,23 +110,34 @@ class ServeApp:
             }
         )
         self._docs = build_docs_app(bundle, specs, settings)
-        self._routes: dict[str, Callable[[Scope, Receive, Send], Awaitable[int]]] = {
-            "/v1/predict": self._predict_route,
-            "/healthz": self._healthz,
-            "/readyz": self._readyz,
-            "/v1/model": self._model,
-            "/metrics": self._metrics,
+        # path -> (allowed method, handler); each handler returns the status it answered
+        self._routes: dict[str, tuple[str, Callable[[Scope, Receive, Send], Awaitable[int]]]] = {
+            "/v1/predict": ("POST", self._predict_route),
+            "/healthz": ("GET", self._healthz),
+            "/readyz": ("GET", self._readyz),
+            "/v1/model": ("GET", self._model),
+            "/metrics": ("GET", self._metrics),
         }
         self._flusher: asyncio.Task[None] | None = None
+        self._window = settings.input_window
+        self._recent: deque[np.ndarray] = deque()
+        self._recent_rows = 0
+        if self._window > 0:
+            self._routes["/v1/inputs"] = ("GET", self._inputs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            route = self._routes.get(scope["path"])
+            path = scope["path"]
+            route = self._routes.get(path)
             if route is not None:
                 started = time.perf_counter()
-                status = await route(scope, receive, send)
-                self.metrics.observe_request(scope["path"], status, time.perf_counter() - started)
+                method, handler = route
+                if scope["method"] == method:
+                    status = await handler(scope, receive, send)
+                else:
+                    status = await self._not_allowed(scope, send, method)
+                self.metrics.observe_request(path, status, time.perf_counter() - started)
                 return
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -127,10 +146,13 @@ class ServeApp:
 
     # --- routes: each returns the status it answered -------------------------------------------
 
+    async def _not_allowed(self, scope: Scope, send: Send, method: str) -> int:
+        error = RequestError(405, f"{scope['method']} not allowed on {scope['path']}; use {method}")
+        await _answer(send, 405, error.body(), extra=((b"allow", method.encode()),))
+        return 405
+
     async def _predict_route(self, scope: Scope, receive: Receive, send: Send) -> int:
         try:
-            if scope["method"] != "POST":
-                raise RequestError(405, f"{scope['method']} not allowed on /v1/predict; use POST")
             body = await self._read_body(scope, receive)
             x = self.parser.parse(body)
             labels, probabilities = self._predict(x)
@@ -153,6 +175,8 @@ class ServeApp:
         )
         await _answer(send, 200, answer)
         self.metrics.observe_rows(x, labels)
+        if self._window > 0:
+            self._remember(x)
         if self.input_log is not None:
             try:
                 self.input_log.append(x)
@@ -187,6 +211,29 @@ class ServeApp:
                 raise RequestError(413, f"body is over the limit of {self._max_body} bytes")
             parts.append(chunk)
         return b"".join(parts)
+
+    def _remember(self, x: np.ndarray) -> None:
+        """Keep the most recent `input_window` rows (whole requests) for /v1/inputs."""
+        self._recent.append(x)
+        self._recent_rows += len(x)
+        while self._recent_rows - len(self._recent[0]) >= self._window:
+            self._recent_rows -= len(self._recent.popleft())
+
+    async def _inputs(self, scope: Scope, receive: Receive, send: Send) -> int:
+        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        raw = query.get("limit", [str(self._window)])[-1]
+        if not raw.isdigit() or int(raw) < 1:
+            error = RequestError(422, f"limit: {raw!r} is not a positive integer", field="limit")
+            await _answer(send, 422, error.body())
+            return 422
+        rows = (
+            np.concatenate(list(self._recent))[-int(raw) :]
+            if self._recent
+            else np.empty((0, len(self.bundle.features)))
+        )
+        body = {"features": self.bundle.features, "rows": len(rows), "x": rows}
+        await _answer(send, 200, orjson.dumps(body, option=_NUMPY))
+        return 200
 
     async def _healthz(self, scope: Scope, receive: Receive, send: Send) -> int:
         await _answer(send, 200, b'{"status":"alive"}')

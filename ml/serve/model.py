@@ -113,6 +113,13 @@ def _manifest_list(manifest: dict[str, Any], key: str, bundle_dir: Path) -> list
     return value
 
 
+def read_manifest_features(bundle_dir: Path) -> list[str]:
+    """The model's feature order from bundle.json (call verify_bundle first)."""
+    with (bundle_dir / MANIFEST).open(encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    return [str(name) for name in _manifest_list(manifest, "features", bundle_dir)]
+
+
 def load_bundle(bundle_dir: Path, backend: str = "onnx") -> LoadedBundle:
     """Verify every file's sha256, then load the model with the chosen backend."""
     bundle_dir = Path(bundle_dir)

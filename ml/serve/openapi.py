@@ -26,6 +26,12 @@ class ErrorResponse(BaseModel):
     row: int | None = Field(default=None, description="Index of the offending row in `rows`")
 
 
+class RecentInputs(BaseModel):
+    features: list[str]
+    rows: int
+    x: list[list[float | None]] = Field(description="Rows in `features` order")
+
+
 class Status(BaseModel):
     status: str
     model: str | None = None
@@ -75,7 +81,6 @@ def _models(
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Body is not JSON or not an object"},
-    405: {"model": ErrorResponse, "description": "Method other than POST"},
     413: {"model": ErrorResponse, "description": "Body over the size limit"},
     415: {"model": ErrorResponse, "description": "Content type is not application/json"},
     422: {"model": ErrorResponse, "description": "A row breaks the data contract"},
@@ -133,5 +138,18 @@ def build_docs_app(
     )
     def metrics() -> Any:  # pragma: no cover
         raise NotImplementedError
+
+    if settings.input_window > 0:
+
+        @docs.get(
+            "/v1/inputs",
+            response_model=RecentInputs,
+            responses={
+                422: {"model": ErrorResponse, "description": "limit is not a positive integer"}
+            },
+            summary="The most recent served rows (for drift checks), nulls as null",
+        )
+        def inputs(limit: int | None = None) -> Any:  # pragma: no cover
+            raise NotImplementedError
 
     return docs

@@ -33,6 +33,8 @@ class ServeSettings:
     input_log: Path | None = None
     input_log_max_bytes: int = 16 << 20
     input_log_backups: int = 2
+    # Most recent served rows kept in memory for `GET /v1/inputs` (drift checks by URL); 0: off.
+    input_window: int = 5000
     log_level: str = "info"
     access_log: bool = False
 

@@ -1,0 +1,35 @@
+"""Schemathesis against the live server's /openapi.json: no 5xx, no response that breaks the
+documented schema, status codes and content types as documented, undeclared methods refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import RunningServer
+
+pytestmark = pytest.mark.slow
+
+# Bounded: a hundred examples per operation and phase (~800 cases, a few seconds).
+MAX_EXAMPLES = 100
+
+
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(
+    server: RunningServer,
+) -> None:
+    st = Path(sys.executable).with_name("st")
+    result = subprocess.run(
+        [
+            str(st), "run", f"{server.url}/openapi.json", "--checks", "all",
+            "--max-examples", str(MAX_EXAMPLES), "--seed", "20261127", "--no-color",
+        ],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "No issues found" in result.stdout
+    with server.client() as client:
+        metrics = client.get("/metrics").text
+    assert 'status="500"' not in metrics
+    assert "Traceback" not in server.output()
