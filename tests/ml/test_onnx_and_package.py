@@ -130,7 +130,7 @@ def test_package_builds_a_verifiable_content_addressed_bundle(
     assert list(pd.read_csv(first / "reference.csv").columns) == manifest["features"]
 
     (first / "metrics.json").write_text("{}", encoding="utf-8")
-    with pytest.raises(BundleError, match="metrics.json: sha256 .* does not match"):
+    with pytest.raises(BundleError, match=r"metrics\.json: sha256 .* does not match"):
         verify_bundle(first)
 
 
@@ -154,7 +154,7 @@ def test_model_card_is_checked_against_its_schema(
     )
     card = replace(small_params.package.model_card, name="Not A Slug")
     params = replace(small_params, package=replace(small_params.package, model_card=card))
-    with pytest.raises(BundleError, match="model_card.json: 'name'"):
+    with pytest.raises(BundleError, match=r"model_card\.json: 'name'"):
         package(params, contract_path, tmp_path / "bundle", inputs)
 
 

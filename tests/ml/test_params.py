@@ -72,5 +72,5 @@ def test_user_csv_under_data_raw_is_accepted(raw: dict) -> None:
 def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text("base: [unclosed\n", encoding="utf-8")
-    with pytest.raises(ParamsError, match="params.yaml: not valid YAML"):
+    with pytest.raises(ParamsError, match=r"params\.yaml: not valid YAML"):
         load_params(path)

@@ -46,7 +46,7 @@ def test_missing_label_column_is_named() -> None:
 
 def test_missing_source_csv_is_named(tmp_path: Path) -> None:
     params = PrepareParams(str(tmp_path / "nope.csv"), TARGET, 0.25)
-    with pytest.raises(DataContractError, match="nope.csv: source CSV not found"):
+    with pytest.raises(DataContractError, match=r"nope\.csv: source CSV not found"):
         prepare(params, 0, tmp_path / "a.csv", tmp_path / "b.csv")
 
 

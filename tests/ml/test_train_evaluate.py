@@ -84,5 +84,5 @@ def test_unknown_positive_label_is_named(
 ) -> None:
     model = tmp_path / "model.joblib"
     train(small_params.train, 0, contract_path, splits["train"], model)
-    with pytest.raises(MLError, match="evaluate.positive_label 9"):
+    with pytest.raises(MLError, match=r"evaluate\.positive_label 9"):
         evaluate(model, contract_path, splits["test"], 9, tmp_path / "m.json", tmp_path / "p")

@@ -1,4 +1,4 @@
-"""The data contract: every rule names column, rule and failing rows; the report is always written."""
+"""The data contract: each rule names column, rule and failing rows; the report is always kept."""
 
 from __future__ import annotations
 
@@ -86,14 +86,14 @@ def test_validate_passes_clean_data(tmp_path: Path, contract_path: Path, splits)
 
 
 def test_contract_target_must_match_params(tmp_path: Path, contract_path: Path, splits) -> None:
-    with pytest.raises(DataContractError, match="differs from prepare.target 'diagnosis'"):
+    with pytest.raises(DataContractError, match=r"differs from prepare\.target 'diagnosis'"):
         validate(contract_path, "diagnosis", splits, tmp_path / "r.json")
 
 
 def test_broken_contract_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "contract.json"
     path.write_text(json.dumps({"row": {"properties": {}}, "target": "y"}), encoding="utf-8")
-    with pytest.raises(DataContractError, match="contract.json: key 'target'"):
+    with pytest.raises(DataContractError, match=r"contract\.json: key 'target'"):
         load_contract(path)
 
 
