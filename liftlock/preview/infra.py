@@ -1,0 +1,346 @@
+"""Infrastructure previews: the real engine's `pulumi preview`, summarised per resource.
+
+`pulumi preview --json` prints a digest whose `steps[]` carry the operation, old and new state,
+`diffReasons` and `detailedDiff`; it leaves policy events out, so the same run also writes an
+event log (`--event-log`) from which the policy violations are read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from liftlock.errors import ToolMissingError
+from liftlock.preview.report import PolicyViolation, PropertyChange, ResourceChange, StackPreview
+
+#: The engine's placeholder for a value known only after `pulumi up`.
+UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+#: Key marking a secret value in serialised state.
+SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"
+
+#: Engine step operation -> what the summary calls it (None: no change to show).
+STEP_OPS: dict[str, str | None] = {
+    "same": None,
+    "read": None,
+    "refresh": None,
+    "read-replacement": None,
+    "remove-pending-replace": None,
+    "create": "create",
+    "import": "create",
+    "update": "update",
+    "replace": "replace",
+    "create-replacement": "replace",
+    "delete-replaced": "replace",
+    "import-replacement": "replace",
+    "discard-replaced": "replace",
+    "delete": "delete",
+    "discard": "delete",
+}
+_OP_RANK = {"create": 1, "update": 2, "delete": 3, "replace": 4}
+#: Pulumi's enforcement levels as liftlock words them.
+ENFORCEMENT_NAMES = {"warning": "advisory", "advisory": "advisory", "mandatory": "mandatory"}
+
+_PATH_TOKEN = re.compile(r'\.?([^.\[\]"]+)|\[(\d+)\]|\["((?:[^"\\]|\\.)*)"\]')
+
+
+def parse_property_path(path: str) -> list[str | int]:
+    """`spec.containers[0].env["A.B"]` -> ["spec", "containers", 0, "env", "A.B"]."""
+    tokens: list[str | int] = []
+    for name, index, quoted in _PATH_TOKEN.findall(path):
+        if index:
+            tokens.append(int(index))
+        elif quoted:
+            tokens.append(json.loads(f'"{quoted}"'))
+        else:
+            tokens.append(name)
+    return tokens
+
+
+_MISSING = object()
+
+
+def value_at(document: Any, path: str) -> Any:
+    """The value at a property path, or the module's _MISSING sentinel."""
+    node = document
+    for token in parse_property_path(path):
+        if (isinstance(token, int) and isinstance(node, list) and token < len(node)) or (
+            isinstance(token, str) and isinstance(node, Mapping) and token in node
+        ):
+            node = node[token]
+        else:
+            return _MISSING
+    return node
+
+
+def display_value(value: Any) -> Any:
+    """Unknowns and secrets as words; everything else unchanged."""
+    if value is _MISSING:
+        return None
+    if value == UNKNOWN_VALUE:
+        return "(known after up)"
+    if isinstance(value, Mapping) and SECRET_SIGNATURE in value:
+        return "[secret]"
+    return value
+
+
+def split_urn(urn: str) -> tuple[str, str]:
+    """`urn:pulumi:dev::liftlock::a:b:C$k8s:apps/v1:Deployment::model` -> (type, name)."""
+    parts = urn.split("::")
+    if len(parts) < 4:
+        return "", urn
+    type_chain, name = parts[2], "::".join(parts[3:])
+    return type_chain.split("$")[-1], name
+
+
+def _property_changes(step: Mapping[str, Any]) -> tuple[PropertyChange, ...]:
+    old = step.get("oldState") or {}
+    new = step.get("newState") or {}
+    detailed = step.get("detailedDiff")
+    changes = []
+    if detailed:
+        for path in sorted(detailed):
+            entry = detailed[path]
+            kind = str(entry.get("kind", "update"))
+            base_kind = kind.removesuffix("-replace")
+            old_doc = old.get("inputs") if entry.get("inputDiff") else old.get("outputs")
+            changes.append(
+                PropertyChange(
+                    path=path,
+                    kind=base_kind,
+                    old=None if base_kind == "add" else display_value(value_at(old_doc, path)),
+                    new=None
+                    if base_kind == "delete"
+                    else display_value(value_at(new.get("inputs"), path)),
+                    forces_replacement=kind.endswith("-replace"),
+                )
+            )
+        return tuple(changes)
+    replacing = set(step.get("replaceReasons") or [])
+    for key in sorted(set(step.get("diffReasons") or []) | replacing):
+        changes.append(
+            PropertyChange(
+                path=key,
+                kind="update",
+                old=display_value(value_at(old.get("inputs"), key)),
+                new=display_value(value_at(new.get("inputs"), key)),
+                forces_replacement=key in replacing,
+            )
+        )
+    return tuple(changes)
+
+
+def summarise_steps(steps: Iterable[Mapping[str, Any]]) -> tuple[list[ResourceChange], int]:
+    """Per-resource changes (one entry per URN, the strongest op wins) and the unchanged count.
+
+    The stack's own root resource is left out: its only "changes" are its outputs.
+    """
+    changed: dict[str, ResourceChange] = {}
+    unchanged: set[str] = set()
+    for step in steps:
+        urn = str(step.get("urn", ""))
+        rtype, name = split_urn(urn)
+        if rtype == "pulumi:pulumi:Stack":
+            continue
+        op = STEP_OPS.get(str(step.get("op")), "update")
+        if op is None:
+            unchanged.add(urn)
+            continue
+        candidate = ResourceChange(
+            urn=urn, type=rtype, name=name, op=op, properties=_property_changes(step)
+        )
+        current = changed.get(urn)
+        if current is None or _OP_RANK[op] > _OP_RANK[current.op]:
+            if current is not None and not candidate.properties:
+                candidate = ResourceChange(urn, rtype, name, op, current.properties)
+            changed[urn] = candidate
+    unchanged -= set(changed)
+    ordered = sorted(changed.values(), key=lambda r: (-_OP_RANK[r.op], r.type, r.name))
+    return ordered, len(unchanged)
+
+
+def read_event_log(path: Path) -> list[dict[str, Any]]:
+    """The engine's event log: one JSON event per line (a torn last line is ignored)."""
+    if not path.is_file():
+        return []
+    events = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return events
+
+
+def policy_results(events: Iterable[Mapping[str, Any]]) -> tuple[list[PolicyViolation], bool]:
+    """Violations from the event log, and whether a policy pack was loaded at all."""
+    violations = []
+    loaded = False
+    for event in events:
+        if "policyLoadEvent" in event or "policyAnalyzeSummaryEvent" in event:
+            loaded = True
+        policy = event.get("policyEvent")
+        if not policy:
+            continue
+        loaded = True
+        level = str(policy.get("enforcementLevel", "advisory"))
+        violations.append(
+            PolicyViolation(
+                policy=str(policy.get("policyName", "")),
+                pack=str(policy.get("policyPackName", "")),
+                enforcement=ENFORCEMENT_NAMES.get(level, level),
+                message=str(policy.get("message", "")).strip(),
+                urn=str(policy.get("resourceUrn", "")),
+            )
+        )
+    return violations, loaded
+
+
+def error_diagnostics(digest: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Error messages from the digest (or, when the engine printed none, the event log)."""
+    found = [
+        str(d.get("message", "")).strip()
+        for d in digest.get("diagnostics") or []
+        if d.get("severity") == "error"
+    ]
+    if not found:
+        for event in events:
+            diag = event.get("diagnosticEvent")
+            if diag and diag.get("severity") == "error":
+                found.append(str(diag.get("message", "")).strip())
+    return [m for m in dict.fromkeys(found) if m]
+
+
+def summarise_preview(
+    stack: str,
+    affected_by: Sequence[str],
+    digest: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
+    *,
+    policy_pack_requested: bool = True,
+) -> StackPreview:
+    """A StackPreview from the `--json` digest and the event log of one run."""
+    resources, unchanged = summarise_steps(digest.get("steps") or [])
+    violations, loaded = policy_results(events)
+    finished = any("summaryEvent" in e for e in events) or "changeSummary" in digest
+    errors = error_diagnostics(digest, events)
+    preview = StackPreview(
+        stack=stack,
+        affected_by=list(affected_by),
+        status="error" if errors else "ok",
+        resources=resources,
+        unchanged=unchanged,
+        policy_violations=violations,
+        policies_checked=policy_pack_requested and (loaded or finished),
+        errors=errors,
+    )
+    return preview
+
+
+@dataclass(frozen=True)
+class PreviewRun:
+    """How to run `pulumi preview` for one stack."""
+
+    root: Path
+    stack: str
+    affected_by: tuple[str, ...]
+    env: Mapping[str, str]
+    workdir: Path  # for the event log
+    policy_pack: Path | None = None
+    config_file: Path | None = None
+    timeout_s: float = 900.0
+
+
+def pulumi_executable(env: Mapping[str, str]) -> str:
+    found = shutil.which("pulumi", path=env.get("PATH"))
+    if not found:
+        raise ToolMissingError(
+            "the Pulumi engine is not on PATH (.tools/bin/pulumi)",
+            hint='run `make toolchain`, or `eval "$(.venv/bin/liftlock env)"`',
+        )
+    return found
+
+
+def preview_command(run: PreviewRun, event_log: Path) -> list[str]:
+    command = [
+        pulumi_executable(run.env),
+        "preview",
+        "--stack",
+        run.stack,
+        "--cwd",
+        str(run.root),
+        "--json",
+        "--non-interactive",
+        "--event-log",
+        str(event_log),
+    ]
+    if run.policy_pack is not None:
+        command += ["--policy-pack", str(run.policy_pack)]
+    if run.config_file is not None:
+        command += ["--config-file", str(run.config_file)]
+    return command
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def run_stack_preview(run: PreviewRun) -> StackPreview:
+    """Run the engine's preview for one stack; failures become a StackPreview with errors."""
+    event_log = run.workdir / f"{run.stack}.events.jsonl"
+    event_log.unlink(missing_ok=True)
+    started = time.monotonic()
+    try:
+        completed = subprocess.run(
+            preview_command(run, event_log),
+            capture_output=True,
+            text=True,
+            env=dict(run.env),
+            cwd=run.root,
+            timeout=run.timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return StackPreview(
+            stack=run.stack,
+            affected_by=list(run.affected_by),
+            status="error",
+            errors=[f"pulumi preview --stack {run.stack} timed out after {run.timeout_s:.0f} s"],
+            duration_s=time.monotonic() - started,
+        )
+    events = read_event_log(event_log)
+    try:
+        digest = json.loads(completed.stdout) if completed.stdout.strip() else {}
+    except json.JSONDecodeError:
+        digest = {}
+    preview = summarise_preview(
+        run.stack,
+        run.affected_by,
+        digest,
+        events,
+        policy_pack_requested=run.policy_pack is not None,
+    )
+    preview.duration_s = time.monotonic() - started
+    mandatory = any(v.enforcement == "mandatory" for v in preview.policy_violations)
+    if completed.returncode != 0 and not preview.errors and not mandatory:
+        preview.errors.append(
+            f"pulumi preview --stack {run.stack} exited {completed.returncode}: "
+            + (_tail(completed.stderr) or _tail(completed.stdout) or "no output")
+        )
+    if completed.returncode != 0 and not digest.get("steps") and not mandatory:
+        preview.status = "error"
+    elif preview.errors and mandatory:
+        # A mandatory violation makes the engine fail the preview; that is a verdict, not an error.
+        preview.errors = [e for e in preview.errors if "policy" not in e.lower()]
+        preview.status = "error" if preview.errors else "ok"
+    return preview

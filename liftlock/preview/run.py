@@ -1,0 +1,297 @@
+"""`liftlock preview`: git -> affected stacks -> DVC diff -> engine previews + gates -> report.
+
+What is compared: the checkout (committed or not) against the merge base of `--base` and HEAD,
+as a pull request's diff is. The model side is diffed first because reproducing a stale head
+changes the bundle that stacks and gates read; then the affected stacks are previewed by the
+real engine, at most `jobs` at a time, against each stack's state in the configured backend
+(what is deployed, so the comment says what merging and deploying would do), and the gates run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from liftlock.errors import ConfigError, ExternalCommandError
+from liftlock.preview.affected import affected_stacks, order_stacks, touches_ml
+from liftlock.preview.gates import run_gate
+from liftlock.preview.infra import PreviewRun, pulumi_executable, run_stack_preview
+from liftlock.preview.ml import ml_diff
+from liftlock.preview.report import GateVerdict, PreviewReport, StackPreview
+
+PASSPHRASE_VARIABLES = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
+#: What a secret config value becomes when the passphrase is unavailable.
+UNKNOWN_SECRET_PLACEHOLDER = "liftlock-preview-unknown-secret"
+_SECURE_LINE = re.compile(r"^(?P<indent>\s*)(?P<key>[^\s:#][^:#]*):\s*$")
+
+
+@dataclass(frozen=True)
+class PreviewOptions:
+    base: str
+    policy_pack: Path | None = None  # default: <root>/policies when it holds PulumiPolicy.yaml
+    with_secrets: bool = True
+    reproduce: bool = True
+    run_gates: bool = True
+    jobs: int = 2
+    only_stacks: tuple[str, ...] = ()
+
+
+def git(root: Path, *args: str) -> str:
+    completed = subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        raise ExternalCommandError(
+            f"`git {' '.join(args)}` failed in {root}: {completed.stderr.strip()}",
+        )
+    return completed.stdout
+
+
+def resolve_base(root: Path, base: str) -> tuple[str, str]:
+    """(base commit as given, merge base with HEAD) — the PR diff starts at the merge base."""
+    try:
+        base_commit = git(root, "rev-parse", "--verify", f"{base}^{{commit}}").strip()
+    except ExternalCommandError as missing:
+        raise ConfigError(
+            f"--base {base!r} is not a commit in {root}",
+            hint="fetch it first (git fetch origin main) or pass a branch, tag or SHA",
+        ) from missing
+    merge_base = git(root, "merge-base", base_commit, "HEAD").strip()
+    return base_commit, merge_base
+
+
+def changed_files(root: Path, base_commit: str) -> list[str]:
+    """Tracked files that differ from `base_commit` (committed or not) plus untracked files."""
+    tracked = git(root, "diff", "--name-only", "--no-renames", base_commit, "--").splitlines()
+    untracked = git(root, "ls-files", "--others", "--exclude-standard").splitlines()
+    return sorted({p for p in [*tracked, *untracked] if p})
+
+
+def list_stacks(root: Path) -> list[str]:
+    found = [
+        p.name[len("Pulumi.") : -len(".yaml")] for p in (root / "stacks").glob("Pulumi.*.yaml")
+    ]
+    return order_stacks(found)
+
+
+def secret_keys(config_text: str) -> list[str]:
+    """Config keys whose value is `secure:` (a passphrase-encrypted secret)."""
+    keys = []
+    lines = config_text.splitlines()
+    for index, line in enumerate(lines[:-1]):
+        match = _SECURE_LINE.match(line)
+        if match and lines[index + 1].strip().startswith("secure:"):
+            keys.append(match["key"].strip().strip("\"'"))
+    return keys
+
+
+def config_without_secrets(config_text: str) -> str:
+    """The stack config with every `secure:` value replaced by a plain placeholder."""
+    out = []
+    lines = config_text.splitlines()
+    skip = False
+    for index, line in enumerate(lines):
+        if skip:
+            skip = False
+            continue
+        match = _SECURE_LINE.match(line)
+        if match and index + 1 < len(lines) and lines[index + 1].strip().startswith("secure:"):
+            out.append(f"{line.rstrip()} {UNKNOWN_SECRET_PLACEHOLDER}")
+            skip = True
+            continue
+        if line.startswith("encryptionsalt:"):
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def existing_stacks(root: Path, env: Mapping[str, str]) -> set[str]:
+    import json
+
+    completed = subprocess.run(
+        [pulumi_executable(env), "stack", "ls", "--json", "--cwd", str(root)],
+        env=dict(env),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise ExternalCommandError(
+            f"`pulumi stack ls` failed: {completed.stderr.strip()[-500:]}",
+            hint="check PULUMI_BACKEND_URL and the passphrase (liftlock env)",
+        )
+    return {str(s.get("name", "")).split("/")[-1] for s in json.loads(completed.stdout or "[]")}
+
+
+def init_stack(root: Path, stack: str, env: Mapping[str, str]) -> None:
+    """Create an empty stack in the backend, leaving its stack file exactly as it was."""
+    config = root / "stacks" / f"Pulumi.{stack}.yaml"
+    before = config.read_bytes() if config.is_file() else None
+    try:
+        completed = subprocess.run(
+            [
+                pulumi_executable(env),
+                "stack",
+                "init",
+                stack,
+                "--non-interactive",
+                "--cwd",
+                str(root),
+            ],
+            env=dict(env),
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        if before is not None and config.read_bytes() != before:
+            config.write_bytes(before)
+    if completed.returncode != 0:
+        raise ExternalCommandError(
+            f"`pulumi stack init {stack}` failed: {completed.stderr.strip()[-500:]}"
+        )
+
+
+def plan_stack_runs(
+    root: Path,
+    affected: Mapping[str, list[str]],
+    env: Mapping[str, str],
+    workdir: Path,
+    options: PreviewOptions,
+    policy_pack: Path | None,
+) -> tuple[list[PreviewRun], dict[str, list[str]], dict[str, list[str]]]:
+    """One PreviewRun per affected stack, plus per-stack notes and unknown values."""
+    runs, notes, unknown = [], {}, {}
+    stack_env = dict(env)
+    if not options.with_secrets:
+        for name in PASSPHRASE_VARIABLES:
+            stack_env.pop(name, None)
+        # An empty passphrase lets the engine open a stack whose secrets it will not decrypt.
+        stack_env["PULUMI_CONFIG_PASSPHRASE"] = ""
+    present = existing_stacks(root, env)
+    for stack, reasons in affected.items():
+        notes[stack], unknown[stack] = [], []
+        if stack not in present:
+            init_stack(root, stack, env)
+            notes[stack].append(
+                f"Stack `{stack}` had no state in the backend: every resource shows as a create."
+            )
+        config_file = None
+        if not options.with_secrets:
+            source = root / "stacks" / f"Pulumi.{stack}.yaml"
+            text = source.read_text(encoding="utf-8")
+            unknown[stack] = secret_keys(text)
+            config_file = workdir / f"Pulumi.{stack}.yaml"
+            config_file.write_text(config_without_secrets(text), encoding="utf-8")
+        runs.append(
+            PreviewRun(
+                root=root,
+                stack=stack,
+                affected_by=tuple(reasons),
+                env=stack_env,
+                workdir=workdir,
+                policy_pack=policy_pack,
+                config_file=config_file,
+            )
+        )
+    return runs, notes, unknown
+
+
+def default_policy_pack(root: Path) -> Path | None:
+    pack = root / "policies"
+    return pack if (pack / "PulumiPolicy.yaml").is_file() else None
+
+
+def select_stacks(root: Path, only: tuple[str, ...]) -> list[str]:
+    stacks = list_stacks(root)
+    if only:
+        unknown = sorted(set(only) - set(stacks))
+        if unknown:
+            raise ConfigError(
+                f"--stack {', '.join(unknown)}: no stacks/Pulumi.<stack>.yaml for it",
+                hint=f"known stacks: {', '.join(stacks)}",
+            )
+        stacks = [s for s in stacks if s in only]
+    return stacks
+
+
+def affected_since(root: Path, base: str, only: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """Affected stacks (promotion order) of the change from the merge base of `base` and HEAD."""
+    _, merge_base = resolve_base(root, base)
+    return affected_stacks(changed_files(root, merge_base), select_stacks(root, only))
+
+
+def build_preview(root: Path, options: PreviewOptions, env: Mapping[str, str]) -> PreviewReport:
+    """The whole preview of the checkout at `root` against `options.base`."""
+    started = time.monotonic()
+    base_commit, merge_base = resolve_base(root, options.base)
+    head_commit = git(root, "rev-parse", "HEAD").strip()
+    changed = changed_files(root, merge_base)
+    stacks = select_stacks(root, options.only_stacks)
+    affected = affected_stacks(changed, stacks)
+    report_notes = []
+    if merge_base != base_commit:
+        report_notes.append(
+            f"Compared with the merge base {merge_base[:12]} of `{options.base}` and HEAD."
+        )
+    policy_pack = options.policy_pack or default_policy_pack(root)
+    if policy_pack is None:
+        report_notes.append("No policy pack (policies/PulumiPolicy.yaml): policies not run.")
+
+    with tempfile.TemporaryDirectory(prefix="liftlock-preview-") as tmp:
+        workdir = Path(tmp)
+        ml = (
+            ml_diff(root, merge_base, workdir, env, reproduce=options.reproduce)
+            if touches_ml(changed)
+            else None
+        )
+        previews: dict[str, StackPreview] = {}
+        gates: dict[str, GateVerdict] = {}
+        if affected:
+            runs, notes, unknown = plan_stack_runs(
+                root, affected, env, workdir, options, policy_pack
+            )
+            with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+                preview_futures = {r.stack: pool.submit(run_stack_preview, r) for r in runs}
+                gate_futures = (
+                    {s: pool.submit(run_gate, s, root, env) for s in affected}
+                    if options.run_gates
+                    else {}
+                )
+                for stack, future in preview_futures.items():
+                    previews[stack] = future.result()
+                    previews[stack].notes[:0] = notes[stack]
+                    previews[stack].unknown_values = unknown[stack]
+                for stack, gate_future in gate_futures.items():
+                    gates[stack] = gate_future.result()
+    ordered = [
+        previews.get(s) or StackPreview(stack=s, affected_by=[], status="not-affected")
+        for s in stacks
+    ]
+    return PreviewReport(
+        base=options.base,
+        base_commit=merge_base,
+        head_commit=head_commit,
+        changed_files=changed,
+        affected=dict(affected),
+        stacks=ordered,
+        gates=gates,
+        ml=ml,
+        secrets_available=options.with_secrets,
+        duration_s=time.monotonic() - started,
+        notes=report_notes,
+    )
+
+
+def cpu_bound_jobs() -> int:
+    """Stacks previewed at once: one per core, at most 2 (the engine is CPU-heavy)."""
+    return max(1, min(2, os.cpu_count() or 1))
