@@ -1,0 +1,90 @@
+"""`liftlock gate <stack>`: the ML and infrastructure rules on a bundle, as one table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from liftlock.errors import GateFailed
+
+_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
+
+
+def print_report(report: object, *, title: str | None = None) -> None:
+    """The gate's table: rule, resource or artifact, level, verdict, fix."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from liftlock.gate import GateReport
+
+    assert isinstance(report, GateReport)
+    table = Table(
+        title=title or f"gate {report.stack}: bundle {report.bundle_digest[7:19]}",
+        caption=f"infrastructure rules: {report.infra_source}",
+        show_lines=False,
+    )
+    for column in ("rule", "resource / artifact", "level", "verdict", "finding / fix"):
+        table.add_column(column, overflow="fold")
+    order = {"fail": 0, "warn": 1, "pass": 2, "skipped": 3}
+    for item in sorted(report.findings, key=lambda f: (order[f.verdict.value], f.domain, f.rule)):
+        detail = item.message + (f"\n[dim]fix: {item.fix}[/dim]" if item.fix else "")
+        table.add_row(
+            item.rule,
+            item.subject,
+            item.level.value,
+            f"[{_STYLE[item.verdict.value]}]{item.verdict.value}[/]",
+            detail,
+        )
+    console = Console(width=max(Console().width, 140))
+    console.print(table)
+    failed = len(report.blocking)
+    warned = sum(1 for f in report.findings if f.verdict.value == "warn")
+    verdict = "[bold red]REFUSED[/]" if failed else "[green]PASSED[/]"
+    console.print(
+        f"{verdict}: {failed} mandatory failure(s), {warned} advisory warning(s) on {report.stack}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("gate")
+    def gate_command(
+        stack: Annotated[
+            str, typer.Argument(help="Stack to judge the bundle for (dev, staging, prod).")
+        ],
+        bundle: Annotated[
+            Path,
+            typer.Option(
+                "--bundle",
+                help="Bundle folder to judge (default: bundle/, what `dvc repro` built).",
+            ),
+        ] = Path("bundle"),
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print the verdicts as JSON.")
+        ] = False,
+        no_preview: Annotated[
+            bool,
+            typer.Option(
+                "--no-preview",
+                help="Skip the engine's preview: infrastructure rules run on deploy/<stack>/ "
+                "manifests if any (the rules alone).",
+            ),
+        ] = False,
+    ) -> None:
+        """Judge a bundle for a stack: ML rules + infrastructure rules (through `pulumi preview
+        --policy-pack policies`). Exits 1 when a mandatory rule fails."""
+        from liftlock.engine.env import find_project_root
+        from liftlock.gate import run_gate
+
+        root = find_project_root()
+        folder = bundle if bundle.is_absolute() else root / bundle
+        report = run_gate(root, stack, folder, preview=not no_preview)
+        if as_json:
+            typer.echo(json.dumps(report.to_json(), indent=2))
+        else:
+            print_report(report)
+        if not report.passed:
+            names = sorted({f"{f.rule} ({f.subject})" for f in report.blocking})
+            raise GateFailed(f"gate {stack} refused: mandatory rule(s) failed: {', '.join(names)}")

@@ -1,0 +1,47 @@
+"""`liftlock status`: one table, one row per stack."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("status")
+    def status_command(
+        no_engine: Annotated[
+            bool,
+            typer.Option("--no-engine", help="Do not ask the engine for pending changes (faster)."),
+        ] = False,
+    ) -> None:
+        """Per stack: target, promoted bundle, last promotion, whether the workspace bundle differs,
+        and pending infrastructure changes (`pulumi preview`)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from liftlock.engine.env import find_project_root
+        from liftlock.status import collect_status
+
+        root = find_project_root()
+        table = Table(title="liftlock status")
+        for column in (
+            "stack",
+            "target",
+            "bundle",
+            "last promotion",
+            "workspace bundle",
+            "pending",
+        ):
+            table.add_column(column, overflow="fold")
+        for row in collect_status(root, engine=not no_engine):
+            record = row.last_record
+            table.add_row(
+                row.stack,
+                row.target,
+                row.bundle_digest[7:19] if row.bundle_digest else "-",
+                f"{record.time} from {record.source}" if record else "never promoted",
+                {None: "-", True: "differs", False: "same"}[row.workspace_differs],
+                row.pending,
+            )
+        Console(width=max(Console().width, 120)).print(table)

@@ -1,0 +1,452 @@
+"""`liftlock gate`: judge a bundle for a stack — orchestration only.
+
+It gathers facts (verifies the bundle, reads its metrics and model card, the data report, the
+champion's record, runs `dvc status`), runs the ML rules on them (`policies.evaluate`), and runs
+the infrastructure rules through the real engine: `pulumi preview --policy-pack policies` on the
+stack, with the candidate bundle's digest (and image) in a temporary copy of the stack file, reading
+the verdicts from the engine's event log. It judges nothing itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from liftlock.errors import BundleError, ConfigError, ExternalCommandError, ToolMissingError
+from liftlock.records import latest_record
+from policies.evaluate import Finding, blocking, evaluate_bundle, evaluate_objects, finding
+from policies.gates import Gates, GatesError, load_gates
+from policies.model import Level, Verdict
+from policies.rules import rules_by_name
+
+GATES_FILE = Path("policies") / "gates.yaml"
+PACK_DIR = Path("policies")
+MODEL_CARD_SCHEMA = Path("policies") / "schemas" / "model_card.schema.json"
+DATA_REPORT = Path("reports") / "data_validation.json"
+MODEL_CARD = "model_card.json"
+CONTEXT_POLICY = "liftlock-stack-context"
+
+
+@dataclass(kw_only=True)
+class GateReport:
+    """What `gate` found: every finding, and where the infrastructure verdicts came from."""
+
+    stack: str
+    bundle_dir: Path
+    bundle_digest: str
+    metrics: dict[str, Any]
+    findings: list[Finding]
+    infra_source: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def blocking(self) -> list[Finding]:
+        return blocking(self.findings)
+
+    @property
+    def passed(self) -> bool:
+        return not self.blocking
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "bundle": str(self.bundle_dir),
+            "bundleDigest": self.bundle_digest,
+            "passed": self.passed,
+            "infraSource": self.infra_source,
+            "metrics": self.metrics,
+            "findings": [item.to_json() for item in self.findings],
+            "timings": {key: round(value, 3) for key, value in self.timings.items()},
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def read_gates(root: Path) -> Gates:
+    try:
+        return load_gates(root / GATES_FILE)
+    except GatesError as error:
+        raise ConfigError(str(error)) from error
+
+
+def stack_file(root: Path, stack: str) -> Path:
+    path = root / "stacks" / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        known = sorted(
+            p.name[len("Pulumi.") : -len(".yaml")] for p in path.parent.glob("Pulumi.*.yaml")
+        )
+        raise ConfigError(
+            f"{path}: no such stack file (stacks: {', '.join(known) or 'none'})",
+            hint=f"create stacks/Pulumi.{stack}.yaml or pick one of the stacks above",
+        )
+    return path
+
+
+def verify(bundle_dir: Path) -> str:
+    """The bundle digest, after checking every file against bundle.json."""
+    from ml.bundle import verify_bundle
+    from ml.errors import BundleError as MLBundleError
+
+    try:
+        return verify_bundle(bundle_dir)
+    except MLBundleError as error:
+        raise BundleError(error.message, hint=error.hint) from error
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as error:
+        raise BundleError(f"{path}: not valid JSON ({error})") from error
+
+
+# ---------------------------------------------------------------------------------------------
+# Lineage: dvc.lock and `dvc status`
+
+
+def _dvc_executable() -> str:
+    beside = Path(sys.executable).parent / "dvc"
+    found = str(beside) if beside.is_file() else shutil.which("dvc")
+    if not found:
+        raise ToolMissingError("dvc is not installed", hint="make venv (installs liftlock[train])")
+    return found
+
+
+def _lock_out(root: Path, bundle_dir: Path) -> dict[str, Any] | None:
+    """dvc.lock's record of the output folder `bundle_dir` (None when no stage outputs it)."""
+    lock = root / "dvc.lock"
+    with lock.open(encoding="utf-8") as handle:
+        document = yaml.safe_load(handle) or {}
+    try:
+        relative = bundle_dir.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return None
+    for stage in (document.get("stages") or {}).values():
+        for out in stage.get("outs") or []:
+            if str(out.get("path", "")).rstrip("/") == relative:
+                return dict(out)
+    return None
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _mismatched_files(root: Path, bundle_dir: Path, out: Mapping[str, Any]) -> list[str]:
+    """Files of `bundle_dir` whose md5 differs from the listing dvc.lock points to (DVC cache)."""
+    dir_hash = str(out.get("md5", ""))
+    if not dir_hash.endswith(".dir"):
+        return []
+    listing_path = root / ".dvc" / "cache" / "files" / "md5" / dir_hash[:2] / dir_hash[2:]
+    listing = _read_json(listing_path) if listing_path.is_file() else None
+    if not isinstance(listing, list):
+        return []  # no local cache: `dvc status` still tells whether the folder changed
+    expected = {entry["relpath"]: entry["md5"] for entry in listing}
+    actual = {p.relative_to(bundle_dir).as_posix(): p for p in bundle_dir.rglob("*") if p.is_file()}
+    problems = [f"{name} (missing)" for name in sorted(set(expected) - set(actual))]
+    problems += [f"{name} (not in dvc.lock)" for name in sorted(set(actual) - set(expected))]
+    problems += [
+        name for name in sorted(set(expected) & set(actual)) if _md5(actual[name]) != expected[name]
+    ]
+    return problems
+
+
+def dvc_status(root: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """`dvc status --json`: (stage -> changes, None) or (None, error)."""
+    try:
+        result = subprocess.run(
+            [_dvc_executable(), "status", "--json"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return None, str(error)
+    if result.returncode != 0:
+        return None, (result.stderr.strip().splitlines() or ["exit " + str(result.returncode)])[-1]
+    try:
+        status = json.loads(result.stdout or "{}")
+    except json.JSONDecodeError:
+        return None, f"unexpected output: {result.stdout[:200]!r}"
+    return {str(stage): changes for stage, changes in status.items()}, None
+
+
+def collect_lineage(root: Path, bundle_dir: Path) -> dict[str, Any]:
+    lock_found = (root / "dvc.lock").is_file()
+    out = _lock_out(root, bundle_dir) if lock_found else None
+    stale, error = dvc_status(root) if lock_found else ({}, None)
+    return {
+        "lock_found": lock_found,
+        "bundle_in_lock": out is not None,
+        "mismatched": _mismatched_files(root, bundle_dir, out) if out else [],
+        "stale": stale,
+        "status_error": error,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Bundle facts
+
+
+def collect_bundle_facts(root: Path, bundle_dir: Path, digest: str, stack: str) -> dict[str, Any]:
+    """Everything the ML rules judge, as a plain dict (see policies/rules/ml.py)."""
+    manifest = _read_json(bundle_dir / "bundle.json") or {}
+    metrics = manifest.get("metrics")
+    if not isinstance(metrics, dict):
+        metrics = _read_json(bundle_dir / "metrics.json") or {}
+    report_path = next(
+        (p for p in (bundle_dir / DATA_REPORT.name, root / DATA_REPORT) if p.is_file()),
+        root / DATA_REPORT,
+    )
+    champion = latest_record(root, stack)
+    return {
+        "subject": _display(root, bundle_dir),
+        "digest": digest,
+        "metrics": metrics,
+        "champion": (
+            {
+                "digest": champion.bundle_digest,
+                "metrics": champion.metrics,
+                "record": _display(root, champion.path),
+            }
+            if champion
+            else None
+        ),
+        "data_report": _read_json(report_path),
+        "data_report_path": _display(root, report_path),
+        "model_card": _read_json(bundle_dir / MODEL_CARD),
+        "model_card_schema": _read_json(root / MODEL_CARD_SCHEMA),
+        "lineage": collect_lineage(root, bundle_dir),
+    }
+
+
+def _display(root: Path, path: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Infrastructure rules through the engine
+
+
+_MESSAGE = re.compile(r"^\[(?P<rule>[^\]]+)\] (?P<subject>.+?): (?P<problem>.*)$")
+
+
+def _urn_name(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1] if urn else "stack"
+
+
+def findings_from_events(
+    events: Sequence[Mapping[str, Any]], gates: Gates, stack: str
+) -> list[Finding]:
+    """The engine's policy events -> findings: one per violation, one pass line per clean rule."""
+    known = rules_by_name()
+    findings: list[Finding] = []
+    failed: set[str] = set()
+    passed: dict[str, int] = {}
+    for event in events:
+        if "policyEvent" in event:
+            policy = event["policyEvent"]
+            name = policy.get("policyName", "")
+            rule = known.get(name)
+            problem_line = next(
+                (
+                    m
+                    for line in str(policy.get("message", "")).splitlines()
+                    if (m := _MESSAGE.match(line))
+                ),
+                None,
+            )
+            subject = _urn_name(policy.get("resourceUrn", ""))
+            problem = str(policy.get("message", "")).strip()
+            if problem_line:
+                subject = f"{subject} ({problem_line['subject']})"
+                problem = problem_line["problem"]
+            level = (
+                Level.MANDATORY if policy.get("enforcementLevel") == "mandatory" else Level.ADVISORY
+            )
+            failed.add(name)
+            findings.append(
+                Finding(
+                    rule=name,
+                    domain=rule.domain if rule else "pack",
+                    subject=subject,
+                    level=level,
+                    verdict=Verdict.FAIL if level is Level.MANDATORY else Verdict.WARN,
+                    message=problem,
+                    fix=rule.fix if rule else "",
+                )
+            )
+        for key in ("policyAnalyzeSummaryEvent", "policyAnalyzeStackSummaryEvent"):
+            for name in (event.get(key) or {}).get("passed") or []:
+                passed[name] = passed.get(name, 0) + 1
+    for name, count in sorted(passed.items()):
+        if name in failed or name == CONTEXT_POLICY or name not in known:
+            continue
+        what = "stack" if known[name].scope == "stack" else f"{count} resource(s)"
+        findings.append(
+            finding(known[name], gates.level(stack, name), what, None, passed_note="no violation")
+        )
+    return findings
+
+
+def _candidate_stack_file(source: Path, overrides: Mapping[str, str], into: Path) -> Path:
+    """A copy of the stack file with `liftlock:<key>` values replaced (the repo's stays as is)."""
+    from liftlock.stackfile import set_stack_values
+
+    target = into / source.name
+    shutil.copyfile(source, target)
+    if overrides:
+        set_stack_values(target, overrides)
+    return target
+
+
+def read_event_log(path: Path) -> list[dict[str, Any]]:
+    events = []
+    if path.is_file():
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                line = line.strip()
+                if line:
+                    events.append(json.loads(line))
+    return events
+
+
+def policy_preview(
+    root: Path,
+    stack: str,
+    gates: Gates,
+    *,
+    overrides: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> list[Finding]:
+    """`pulumi preview --policy-pack policies` on the stack; its policy verdicts as findings."""
+    from liftlock.engine.env import engine_environment
+
+    environment = engine_environment(root, env if env is not None else os.environ)
+    pulumi = shutil.which("pulumi", path=environment["PATH"])
+    if not pulumi:
+        raise ToolMissingError(
+            "the Pulumi engine is not built (.tools/bin/pulumi)",
+            hint="run `make toolchain`, or `liftlock gate --no-preview` for the rules alone",
+        )
+    with tempfile.TemporaryDirectory(prefix="liftlock-gate-") as scratch:
+        work = Path(scratch)
+        config_file = _candidate_stack_file(stack_file(root, stack), overrides or {}, work)
+        event_log = work / "events.jsonl"
+        command = [
+            pulumi, "preview", "--stack", stack, "--policy-pack", str(root / PACK_DIR),
+            "--config-file", str(config_file), "--event-log", str(event_log),
+            "--non-interactive", "--color", "never",
+        ]  # fmt: skip
+        result = _run_pulumi(command, root, environment)
+        if result.returncode != 0 and "no stack named" in result.stderr + result.stdout:
+            _run_pulumi([pulumi, "stack", "init", stack], root, environment, check=True)
+            result = _run_pulumi(command, root, environment)
+        findings = findings_from_events(read_event_log(event_log), gates, stack)
+    if result.returncode != 0 and not blocking(findings):
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise ExternalCommandError(
+            f"`pulumi preview --stack {stack} --policy-pack policies` failed (exit "
+            f"{result.returncode}):\n{tail}",
+            hint=f"fix the program or stacks/Pulumi.{stack}.yaml; or `liftlock gate {stack} "
+            "--no-preview` for the rules alone",
+        )
+    return findings
+
+
+def _run_pulumi(
+    command: list[str], root: Path, env: Mapping[str, str], *, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        command, cwd=root, env=dict(env), capture_output=True, text=True, timeout=1800, check=False
+    )
+    if check and result.returncode != 0:
+        raise ExternalCommandError(
+            f"`{' '.join(command[1:])}` failed: {(result.stderr or result.stdout).strip()[-500:]}"
+        )
+    return result
+
+
+def manifest_objects(folder: Path) -> list[dict[str, Any]]:
+    """Kubernetes objects of the YAML manifests under `folder` (rendered by `pulumi up`)."""
+    objects: list[dict[str, Any]] = []
+    for path in sorted(folder.rglob("*.yaml")):
+        with path.open(encoding="utf-8") as handle:
+            objects.extend(doc for doc in yaml.safe_load_all(handle) if isinstance(doc, dict))
+    return objects
+
+
+# ---------------------------------------------------------------------------------------------
+# The gate
+
+
+def run_gate(
+    root: Path,
+    stack: str,
+    bundle_dir: Path,
+    *,
+    preview: bool = True,
+    overrides: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> GateReport:
+    """Judge `bundle_dir` for `stack`. Raises on bad input (gates.yaml, bundle, stack file)."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    gates = read_gates(root)
+    stack_file(root, stack)
+    digest = verify(bundle_dir)
+    facts = collect_bundle_facts(root, bundle_dir, digest, stack)
+    findings = evaluate_bundle(facts, gates, stack, now=now or datetime.now(UTC))
+    timings["rules"] = time.perf_counter() - started
+    if preview:
+        started = time.perf_counter()
+        candidate = {"bundleDigest": digest, **(overrides or {})}
+        findings += policy_preview(root, stack, gates, overrides=candidate)
+        infra_source = "pulumi preview --policy-pack policies"
+        timings["preview"] = time.perf_counter() - started
+    else:
+        rendered = root / "deploy" / stack
+        if rendered.is_dir() and any(rendered.rglob("*.yaml")):
+            started = time.perf_counter()
+            findings += evaluate_objects(manifest_objects(rendered), gates, stack)
+            timings["manifests"] = time.perf_counter() - started
+            infra_source = f"deploy/{stack}/ (manifests of the last `pulumi up`)"
+        else:
+            infra_source = "not judged (--no-preview and no rendered manifests)"
+    return GateReport(
+        stack=stack,
+        bundle_dir=bundle_dir,
+        bundle_digest=digest,
+        metrics=dict(facts["metrics"]),
+        findings=findings,
+        infra_source=infra_source,
+        timings=timings,
+    )

@@ -1,0 +1,252 @@
+"""`liftlock promote <from> <to>`: move a bundle to the next stack, only through the gate.
+
+Orchestration only: find the bundle `<from>` runs (or the workspace's), run the gate of `<to>` on
+it, and only when no mandatory rule fails write its digest (and image) into
+stacks/Pulumi.<to>.yaml and a promotion record; with `--git`, commit both on a branch
+`promote/<to>/<digest12>` so the promotion is a reviewable change. A refused promotion, a dry run
+and bad input change no file.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from liftlock.errors import BundleError, ConfigError, ExternalCommandError, ToolMissingError
+from liftlock.gate import GateReport, run_gate, stack_file, verify
+from liftlock.records import digest12, record_path, write_record
+from liftlock.stackfile import set_stack_values
+
+WORKSPACE = "workspace"
+WORKSPACE_BUNDLE = Path("bundle")
+_PINNED = re.compile(r"^(?P<repo>[^@]+)@sha256:[0-9a-f]{64}$")
+
+
+@dataclass(kw_only=True)
+class Promotion:
+    source: str
+    target: str
+    bundle_dir: Path
+    digest: str
+    image: str | None
+    report: GateReport
+    stack_path: Path
+    record: Path | None = None
+    branch: str | None = None
+    commit: str | None = None
+
+    @property
+    def written(self) -> bool:
+        return self.record is not None
+
+
+def load_config(root: Path, stack: str) -> Any:
+    from infra.config import StackConfigError, load_stack_file
+
+    try:
+        return load_stack_file(stack_file(root, stack), stack=stack)
+    except StackConfigError as error:
+        raise ConfigError(str(error)) from error
+
+
+def source_bundle(root: Path, source: str) -> tuple[Path, str, Any]:
+    """(bundle folder, digest, source StackConfig or None) of `<from>`."""
+    workspace = root / WORKSPACE_BUNDLE
+    if source == WORKSPACE:
+        return workspace, verify(workspace), None
+    config = load_config(root, source)
+    folder = root / config.bundle_dir if config.target == "docker" else workspace
+    wanted = config.bundle_digest
+    if wanted is None:
+        if config.target != "docker":
+            raise ConfigError(f"stacks/Pulumi.{source}.yaml: liftlock:bundleDigest is not set")
+        return folder, verify(folder), config
+    if not (folder / "bundle.json").is_file():
+        raise BundleError(
+            f"{folder}: no bundle; {source} runs {digest12(wanted)}",
+            hint="rebuild it with `dvc repro` (or `dvc checkout` at the commit that promoted it)",
+        )
+    digest = verify(folder)
+    if digest != wanted:
+        raise BundleError(
+            f"{source} runs bundle {digest12(wanted)} (stacks/Pulumi.{source}.yaml "
+            f"liftlock:bundleDigest) but {folder} holds {digest12(digest)}",
+            hint=f"`dvc checkout` the bundle {source} runs (git checkout the commit of its "
+            "promotion record first), or promote `workspace` instead",
+        )
+    return folder, digest, config
+
+
+def local_image_id(reference: str) -> str | None:
+    """The image ID (sha256:…) of a local Docker image, or None when it is not there."""
+    try:
+        import docker
+        from docker.errors import DockerException, ImageNotFound
+    except ImportError:
+        return None
+    try:
+        client = docker.from_env()
+        try:
+            return str(client.images.get(reference).id)
+        finally:
+            client.close()
+    except ImageNotFound:
+        return None
+    except DockerException:
+        return None
+
+
+def resolve_image(
+    source_config: Any, target_config: Any, digest: str, explicit: str | None
+) -> str | None:
+    """The image reference `<to>` should run, pinned by digest (None for a docker target)."""
+    if target_config.target == "docker":
+        return None  # the docker target builds its image from the bundle itself
+    if explicit:
+        if not _PINNED.match(explicit):
+            raise ConfigError(
+                f"--image {explicit!r} is not pinned by digest (repo@sha256:<64 hex>)"
+            )
+        return explicit
+    current = target_config.image or ""
+    repository = current.split("@", 1)[0].rsplit(":", 1)[0] if current else None
+    if source_config is not None and source_config.bundle_digest == digest:
+        match = _PINNED.match(source_config.image or "")
+        if match:
+            return str(source_config.image)  # the image the source stack runs for this bundle
+    from infra.components.model_image import image_tag
+
+    local_repository = source_config.image_repository if source_config else "liftlock-model"
+    tag = image_tag(local_repository, digest)
+    image_id = local_image_id(tag)
+    if image_id is None:
+        raise ConfigError(
+            f"no image for bundle {digest12(digest)}: {tag} is not on the local Docker engine",
+            hint="build it with `pulumi up --stack dev`, or pass --image repo@sha256:<64 hex>",
+        )
+    return f"{repository or local_repository}@{image_id}"
+
+
+def _git(root: Path, *args: str, check: bool = True) -> str:
+    try:
+        result = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=False, timeout=120
+        )
+    except FileNotFoundError as error:
+        raise ToolMissingError("git is not installed") from error
+    if check and result.returncode != 0:
+        raise ExternalCommandError(f"`git {' '.join(args)}` failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def git_commit_id(root: Path) -> str | None:
+    commit = _git(root, "rev-parse", "HEAD", check=False)
+    if not commit:
+        return None
+    dirty = _git(root, "status", "--porcelain", "--untracked-files=no", check=False)
+    return f"{commit}-dirty" if dirty else commit
+
+
+def current_user(root: Path) -> str:
+    name = _git(root, "config", "user.name", check=False)
+    email = _git(root, "config", "user.email", check=False)
+    if name and email:
+        return f"{name} <{email}>"
+    return name or email or getpass.getuser()
+
+
+def record_data(promotion: Promotion, root: Path, when: datetime) -> dict[str, Any]:
+    report = promotion.report
+    return {
+        "from": promotion.source,
+        "to": promotion.target,
+        "bundleDigest": promotion.digest,
+        "image": promotion.image,
+        "metrics": report.metrics,
+        "verdicts": [
+            {key: item.to_json()[key] for key in ("rule", "subject", "level", "verdict", "message")}
+            for item in report.findings
+        ],
+        "infraSource": report.infra_source,
+        "gitCommit": git_commit_id(root),
+        "user": current_user(root),
+        "time": when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+
+
+def _check_git_ready(root: Path, stack_path: Path, branch: str) -> None:
+    relative = stack_path.relative_to(root).as_posix()
+    if _git(root, "status", "--porcelain", "--", relative, check=False):
+        raise ConfigError(
+            f"{relative} has uncommitted changes; --git would commit them with the promotion",
+            hint="commit or revert them first",
+        )
+    if _git(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False):
+        raise ConfigError(f"branch {branch} already exists", hint=f"git branch -D {branch}")
+
+
+def promote(
+    root: Path,
+    source: str,
+    target: str,
+    *,
+    dry_run: bool = False,
+    git: bool = False,
+    image: str | None = None,
+    preview: bool = True,
+    now: datetime | None = None,
+) -> Promotion:
+    """Gate and, on a pass, promote. Returns what happened; writes nothing unless it passed."""
+    if source == target:
+        raise ConfigError(f"cannot promote {source} to itself")
+    target_config = load_config(root, target)
+    stack_path = stack_file(root, target)
+    bundle_dir, digest, source_config = source_bundle(root, source)
+    pinned = resolve_image(source_config, target_config, digest, image)
+    overrides: Mapping[str, str] = {"image": pinned} if pinned else {}
+    report = run_gate(root, target, bundle_dir, preview=preview, overrides=overrides, now=now)
+    promotion = Promotion(
+        source=source,
+        target=target,
+        bundle_dir=bundle_dir,
+        digest=digest,
+        image=pinned,
+        report=report,
+        stack_path=stack_path,
+    )
+    if not report.passed or dry_run:
+        return promotion
+    when = now or datetime.now(UTC)
+    branch = f"promote/{target}/{digest12(digest)}"
+    if git:
+        _check_git_ready(root, stack_path, branch)
+    values = {"bundleDigest": digest, **({"image": pinned} if pinned else {})}
+    record = record_path(root, target, digest, when)
+    data = record_data(promotion, root, when)
+    write_record(record, data)  # first: it refuses to overwrite, before the stack file changes
+    try:
+        set_stack_values(stack_path, values)
+    except Exception:
+        record.unlink()
+        raise
+    promotion.record = record
+    if git:
+        paths = [stack_path.relative_to(root).as_posix(), record.relative_to(root).as_posix()]
+        _git(root, "switch", "--create", branch)
+        _git(root, "add", "--", *paths)
+        message = (
+            f"promote {source} -> {target}: bundle {digest12(digest)}\n\n"
+            f"Gate {target}: {len(report.findings)} verdicts, "
+            f"{sum(1 for f in report.findings if f.verdict.value == 'warn')} advisory warning(s).\n"
+            f"Record: {paths[1]}"
+        )
+        _git(root, "commit", "--quiet", "-m", message, "--", *paths)
+        promotion.branch = branch
+        promotion.commit = _git(root, "rev-parse", "HEAD")
+    return promotion

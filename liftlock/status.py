@@ -1,0 +1,95 @@
+"""`liftlock status`: where each stack stands. Orchestration only: stack files, records, engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from liftlock.records import PromotionRecord, latest_record
+
+STACK_ORDER = ("dev", "staging", "prod")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackStatus:
+    stack: str
+    target: str
+    bundle_digest: str | None
+    last_record: PromotionRecord | None
+    workspace_differs: bool | None  # None: no workspace bundle to compare
+    pending: str  # what `pulumi preview` says, or why it was not asked
+
+
+def stack_names(root: Path) -> list[str]:
+    found = {
+        p.name[len("Pulumi.") : -len(".yaml")] for p in (root / "stacks").glob("Pulumi.*.yaml")
+    }
+    return [s for s in STACK_ORDER if s in found] + sorted(found - set(STACK_ORDER))
+
+
+def workspace_digest(root: Path) -> str | None:
+    from ml.bundle import bundle_digest
+    from ml.errors import BundleError
+
+    try:
+        return bundle_digest(root / "bundle")
+    except BundleError:
+        return None
+
+
+def pending_changes(root: Path, stack: str, pulumi: str, env: dict[str, str]) -> str:
+    """`pulumi preview --json` summary: 'none', 'N to create, …', or why it is unknown."""
+    result = subprocess.run(
+        [pulumi, "preview", "--stack", stack, "--json", "--non-interactive"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    if "no stack named" in result.stderr + result.stdout:
+        return "not deployed (no stack in the backend)"
+    try:
+        summary = json.loads(result.stdout).get("changeSummary") or {}
+    except json.JSONDecodeError:
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        return f"preview failed: {lines[-1] if lines else 'exit ' + str(result.returncode)}"
+    changes = {op: n for op, n in summary.items() if op != "same" and n}
+    return ", ".join(f"{n} to {op}" for op, n in sorted(changes.items())) or "none"
+
+
+def collect_status(root: Path, *, engine: bool = True) -> list[StackStatus]:
+    from infra.config import read_stack_file
+    from liftlock.engine.env import engine_environment
+
+    env = engine_environment(root, os.environ)
+    pulumi = shutil.which("pulumi", path=env["PATH"]) if engine else None
+    current = workspace_digest(root)
+    statuses = []
+    for stack in stack_names(root):
+        values = read_stack_file(root / "stacks" / f"Pulumi.{stack}.yaml")
+        digest = values.get("bundleDigest")
+        if digest is None and values.get("target") == "docker":
+            digest = current if values.get("bundleDir", "bundle") == "bundle" else None
+        if not engine:
+            pending = "not asked (--no-engine)"
+        elif pulumi is None:
+            pending = "unknown (engine not built: make toolchain)"
+        else:
+            pending = pending_changes(root, stack, pulumi, env)
+        statuses.append(
+            StackStatus(
+                stack=stack,
+                target=str(values.get("target", "?")),
+                bundle_digest=digest,
+                last_record=latest_record(root, stack),
+                workspace_differs=None if current is None or digest is None else digest != current,
+                pending=pending,
+            )
+        )
+    return statuses
