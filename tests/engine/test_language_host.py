@@ -345,7 +345,7 @@ def test_policy_pack_runs_through_pulumi_policy_and_stops_when_cancelled(
         name="demo",
     )
     stream = stub.RunPlugin(request)
-    first = next(stream)
+    first = next(r for r in stream if r.WhichOneof("output") != "stderr")
     assert first.stdout.strip().isdigit(), f"an analyzer's first stdout line is its port: {first}"
     pid = int(wait_for_file(pid_file))
     stream.cancel()
