@@ -1,0 +1,158 @@
+"""Every ML rule: compliant, non-compliant, property missing, and config override."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from policies.evaluate import evaluate_bundle
+from policies.gates import GATES_PATH, Gates
+from policies.model import Verdict
+from policies.rules import ml
+from tests.policies.bundles import GOOD_METRICS, POOR_METRICS, model_card
+
+SCHEMA_PATH = GATES_PATH.parent / "schemas" / "model_card.schema.json"
+
+
+@pytest.fixture(scope="module")
+def card_schema() -> dict[str, Any]:
+    with SCHEMA_PATH.open(encoding="utf-8") as handle:
+        schema: dict[str, Any] = json.load(handle)
+    return schema
+
+
+@pytest.fixture
+def facts(card_schema: dict[str, Any]) -> dict[str, Any]:
+    """Facts of a bundle every ML rule accepts on prod."""
+    return {
+        "subject": "bundle",
+        "digest": "sha256:" + "1" * 64,
+        "metrics": dict(GOOD_METRICS),
+        "champion": {"digest": "sha256:" + "2" * 64, "metrics": dict(GOOD_METRICS), "record": "r"},
+        "data_report": {"valid": True, "violations": []},
+        "data_report_path": "bundle/data_validation.json",
+        "model_card": model_card(GOOD_METRICS),
+        "model_card_schema": card_schema,
+        "lineage": {
+            "lock_found": True,
+            "bundle_in_lock": True,
+            "mismatched": [],
+            "stale": {},
+            "status_error": None,
+        },
+    }
+
+
+def _problems(rule: Any, facts: dict[str, Any], gates: Gates, stack: str = "prod") -> list[str]:
+    return list(rule.check(facts, gates.context(stack)))
+
+
+def test_compliant_bundle_passes_every_ml_rule(gates: Gates, facts: dict[str, Any]) -> None:
+    findings = evaluate_bundle(facts, gates, "prod")
+    assert {f.rule for f in findings} >= {r.name for r in ml.RULES}
+    assert [f for f in findings if f.verdict is not Verdict.PASS] == []
+
+
+def test_metrics_below_prod_threshold_fail_prod_and_warn_dev(
+    gates: Gates, facts: dict[str, Any]
+) -> None:
+    facts["metrics"] = dict(POOR_METRICS)
+    facts["champion"] = None
+    assert _problems(ml.metrics_thresholds, facts, gates) == [
+        "accuracy 0.8800 < 0.95 required on prod",
+        "f1 0.8700 < 0.93 required on prod",
+        "recall 0.8500 < 0.92 required on prod",
+        "roc_auc 0.9300 < 0.98 required on prod",
+    ]
+    prod = {f.rule: f.verdict for f in evaluate_bundle(facts, gates, "prod")}
+    assert prod["metrics-thresholds"] is Verdict.FAIL
+    # dev: 0.88 ≥ 0.85 accuracy and 0.93 ≥ 0.90 roc_auc pass; lower still only warns.
+    assert _problems(ml.metrics_thresholds, facts, gates, "dev") == []
+    facts["metrics"]["accuracy"] = 0.5
+    dev = [f for f in evaluate_bundle(facts, gates, "dev") if f.rule == "metrics-thresholds"]
+    assert [f.verdict for f in dev] == [Verdict.WARN]
+
+
+def test_missing_metric_is_a_violation(gates: Gates, facts: dict[str, Any]) -> None:
+    del facts["metrics"]["recall"]
+    assert _problems(ml.metrics_thresholds, facts, gates) == [
+        "metric 'recall' is missing from the bundle (needs ≥ 0.92)"
+    ]
+
+
+def test_regression_against_champion(gates: Gates, facts: dict[str, Any]) -> None:
+    facts["metrics"]["f1"] = GOOD_METRICS["f1"] - 0.005  # within prod's 0.01
+    assert _problems(ml.no_regression, facts, gates) == []
+    facts["metrics"]["f1"] = GOOD_METRICS["f1"] - 0.03
+    (problem,) = _problems(ml.no_regression, facts, gates)
+    assert problem.startswith("f1 0.9215 regresses 0.0300 from champion 222222222222")
+    assert _problems(ml.no_regression, facts, gates, "dev") == []  # dev tolerates 0.05
+    del facts["metrics"]["f1"]
+    assert _problems(ml.no_regression, facts, gates) == [
+        "metric 'f1' is missing (champion has 0.9515)"
+    ]
+    facts["champion"] = None  # first promotion: nothing to regress from
+    assert _problems(ml.no_regression, facts, gates) == []
+
+
+def test_data_validation_report(gates: Gates, facts: dict[str, Any]) -> None:
+    facts["data_report"] = {"valid": False, "violations": ["column 'age': minimum 0, got -3"]}
+    assert _problems(ml.data_validation_passed, facts, gates) == [
+        "bundle/data_validation.json: 1 violation(s), first: column 'age': minimum 0, got -3"
+    ]
+    facts["data_report"] = None
+    assert _problems(ml.data_validation_passed, facts, gates) == [
+        "bundle/data_validation.json not found"
+    ]
+
+
+def test_model_card_complete(gates: Gates, facts: dict[str, Any]) -> None:
+    del facts["model_card"]["owner"]
+    facts["model_card"]["metrics"]["accuracy"] = 1.5
+    problems = _problems(ml.model_card_complete, facts, gates)
+    assert "model_card.json (top level): 'owner' is a required property" in problems
+    assert any(p.startswith("model_card.json metrics.accuracy: 1.5 is greater") for p in problems)
+    facts["model_card"] = None
+    assert _problems(ml.model_card_complete, facts, gates) == [
+        "model_card.json is missing from the bundle"
+    ]
+
+
+def test_lineage_rules(gates: Gates, facts: dict[str, Any]) -> None:
+    facts["lineage"]["mismatched"] = ["model.onnx"]
+    assert _problems(ml.lineage_matches_dvc_lock, facts, gates) == [
+        "model.onnx differs from what dvc.lock recorded"
+    ]
+    facts["lineage"]["lock_found"] = False
+    assert _problems(ml.lineage_matches_dvc_lock, facts, gates) == [
+        "no dvc.lock: the bundle was not built by `dvc repro`"
+    ]
+    facts["lineage"]["stale"] = {"train": [{"changed deps": {"params.yaml": "modified"}}]}
+    (problem,) = _problems(ml.pipeline_up_to_date, facts, gates)
+    assert problem.startswith("stage 'train' changed: ") and "params.yaml" in problem
+    facts["lineage"] = {}
+    assert _problems(ml.lineage_matches_dvc_lock, facts, gates)
+
+
+@pytest.mark.parametrize("rule", ml.RULES, ids=[r.name for r in ml.RULES])
+def test_override_turns_each_ml_rule_advisory_or_off(
+    gates_with: Callable[..., Gates], facts: dict[str, Any], rule: Any
+) -> None:
+    broken = copy.deepcopy(facts)
+    broken.update(
+        metrics={"accuracy": 0.1},
+        data_report=None,
+        model_card=None,
+        lineage={"stale": {"train": ["changed deps"]}},
+    )
+    relaxed = gates_with("prod", **{rule.name: "advisory"})
+    verdicts = {f.verdict for f in evaluate_bundle(broken, relaxed, "prod", rules=[rule])}
+    assert verdicts == {Verdict.WARN}
+    off = gates_with("prod", **{rule.name: "disabled"})
+    assert [f.verdict for f in evaluate_bundle(broken, off, "prod", rules=[rule])] == [
+        Verdict.SKIPPED
+    ]
