@@ -1,8 +1,10 @@
 """Infrastructure previews: the real engine's `pulumi preview`, summarised per resource.
 
 `pulumi preview --json` prints a digest whose `steps[]` carry the operation, old and new state,
-`diffReasons` and `detailedDiff`; it leaves policy events out, so the same run also writes an
-event log (`--event-log`) from which the policy violations are read.
+`diffReasons` and `detailedDiff`, but it drops policy events. With
+`PULUMI_ENABLE_STREAMING_JSON_PREVIEW=true` the same command streams every engine event instead
+(one JSON object per line): `resourcePreEvent`s carry the same step facts and `policyEvent`s the
+violations, so one run gives both. `steps_from_events` turns the stream back into digest steps.
 """
 
 from __future__ import annotations
@@ -165,21 +167,58 @@ def summarise_steps(steps: Iterable[Mapping[str, Any]]) -> tuple[list[ResourceCh
     return ordered, len(unchanged)
 
 
+def parse_event_lines(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """Engine events, one JSON object per line (other lines, e.g. a torn last one, ignored)."""
+    events = []
+    for line in lines:
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
 def read_event_log(path: Path) -> list[dict[str, Any]]:
-    """The engine's event log: one JSON event per line (a torn last line is ignored)."""
+    """Events recorded to a file (the streamed `--json` output of a preview)."""
     if not path.is_file():
         return []
-    events = []
     with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return events
+        return parse_event_lines(handle)
+
+
+def _state(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not meta:
+        return None
+    return {"type": meta.get("type"), "inputs": meta.get("inputs"), "outputs": meta.get("outputs")}
+
+
+def steps_from_events(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Digest-shaped steps (`op`, `urn`, `oldState`, `newState`, `diffReasons`,
+    `replaceReasons`, `detailedDiff`) from the streamed `resourcePreEvent`s."""
+    steps = []
+    for event in events:
+        pre = event.get("resourcePreEvent")
+        if not pre:
+            continue
+        meta = pre.get("metadata") or {}
+        steps.append(
+            {
+                "op": meta.get("op"),
+                "urn": meta.get("urn"),
+                "provider": meta.get("provider"),
+                "oldState": _state(meta.get("old")),
+                "newState": _state(meta.get("new")),
+                "diffReasons": meta.get("diffs") or [],
+                "replaceReasons": meta.get("keys") or [],
+                "detailedDiff": meta.get("detailedDiff"),
+            }
+        )
+    return steps
 
 
 def policy_results(events: Iterable[Mapping[str, Any]]) -> tuple[list[PolicyViolation], bool]:
@@ -229,8 +268,9 @@ def summarise_preview(
     *,
     policy_pack_requested: bool = True,
 ) -> StackPreview:
-    """A StackPreview from the `--json` digest and the event log of one run."""
-    resources, unchanged = summarise_steps(digest.get("steps") or [])
+    """A StackPreview from a `--json` digest and/or the streamed events of one run."""
+    steps = digest.get("steps") or steps_from_events(events)
+    resources, unchanged = summarise_steps(steps)
     violations, loaded = policy_results(events)
     finished = any("summaryEvent" in e for e in events) or "changeSummary" in digest
     errors = error_diagnostics(digest, events)
@@ -255,7 +295,7 @@ class PreviewRun:
     stack: str
     affected_by: tuple[str, ...]
     env: Mapping[str, str]
-    workdir: Path  # for the event log
+    workdir: Path  # scratch space (the no-passphrase config copies)
     policy_pack: Path | None = None
     config_file: Path | None = None
     timeout_s: float = 900.0
@@ -271,7 +311,7 @@ def pulumi_executable(env: Mapping[str, str]) -> str:
     return found
 
 
-def preview_command(run: PreviewRun, event_log: Path) -> list[str]:
+def preview_command(run: PreviewRun) -> list[str]:
     command = [
         pulumi_executable(run.env),
         "preview",
@@ -281,8 +321,6 @@ def preview_command(run: PreviewRun, event_log: Path) -> list[str]:
         str(run.root),
         "--json",
         "--non-interactive",
-        "--event-log",
-        str(event_log),
     ]
     if run.policy_pack is not None:
         command += ["--policy-pack", str(run.policy_pack)]
@@ -297,15 +335,15 @@ def _tail(text: str, lines: int = 15) -> str:
 
 def run_stack_preview(run: PreviewRun) -> StackPreview:
     """Run the engine's preview for one stack; failures become a StackPreview with errors."""
-    event_log = run.workdir / f"{run.stack}.events.jsonl"
-    event_log.unlink(missing_ok=True)
     started = time.monotonic()
+    env = dict(run.env)
+    env["PULUMI_ENABLE_STREAMING_JSON_PREVIEW"] = "true"
     try:
         completed = subprocess.run(
-            preview_command(run, event_log),
+            preview_command(run),
             capture_output=True,
             text=True,
-            env=dict(run.env),
+            env=env,
             cwd=run.root,
             timeout=run.timeout_s,
             check=False,
@@ -318,15 +356,11 @@ def run_stack_preview(run: PreviewRun) -> StackPreview:
             errors=[f"pulumi preview --stack {run.stack} timed out after {run.timeout_s:.0f} s"],
             duration_s=time.monotonic() - started,
         )
-    events = read_event_log(event_log)
-    try:
-        digest = json.loads(completed.stdout) if completed.stdout.strip() else {}
-    except json.JSONDecodeError:
-        digest = {}
+    events = parse_event_lines(completed.stdout.splitlines())
     preview = summarise_preview(
         run.stack,
         run.affected_by,
-        digest,
+        {},
         events,
         policy_pack_requested=run.policy_pack is not None,
     )
@@ -337,7 +371,8 @@ def run_stack_preview(run: PreviewRun) -> StackPreview:
             f"pulumi preview --stack {run.stack} exited {completed.returncode}: "
             + (_tail(completed.stderr) or _tail(completed.stdout) or "no output")
         )
-    if completed.returncode != 0 and not digest.get("steps") and not mandatory:
+    finished = any("summaryEvent" in e for e in events)
+    if completed.returncode != 0 and not finished and not mandatory:
         preview.status = "error"
     elif preview.errors and mandatory:
         # A mandatory violation makes the engine fail the preview; that is a verdict, not an error.

@@ -132,26 +132,30 @@ def data_checks(root: Path) -> str:
     return f"{verdict}: {rules} rules, {violations} violations"
 
 
-def base_metrics_from_worktree(
-    root: Path, base_commit: str, workdir: Path, env: Mapping[str, str]
+def metrics_from_worktree(
+    root: Path, commit: str, tree: Path, env: Mapping[str, str]
 ) -> tuple[dict[str, dict[str, Any]], str]:
-    """Base metrics reproduced in a git worktree of the base commit sharing the DVC cache."""
-    tree = workdir / "base-worktree"
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", "--force", str(tree), base_commit],
+    """Metrics and data checks of `commit`, reproduced in a throwaway worktree sharing the cache.
+
+    Stages whose inputs the cache (or its run cache) already knows are restored, not rerun;
+    what is missing is pulled from the remote (`dvc repro --pull`), the rest reproduced.
+    """
+    added = subprocess.run(
+        ["git", "worktree", "add", "--detach", "--force", str(tree), commit],
         cwd=root,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if added.returncode != 0:
+        raise DvcFailed(f"git worktree add {commit[:12]} failed: {added.stderr.strip()}")
     try:
         if not (tree / "dvc.yaml").is_file():
-            raise DvcFailed(f"the base commit {base_commit[:12]} has no dvc.yaml")
-        # Share the checkout's cache: objects the checkout already has need no pull or rerun.
+            raise DvcFailed(f"commit {commit[:12]} has no dvc.yaml")
         run_dvc(["cache", "dir", "--local", str(root / ".dvc" / "cache")], tree, env)
         run_dvc(["repro", "--pull"], tree, env)
-        shown = flatten_metrics_show(_json(run_dvc(["metrics", "show", "--json"], tree, env)))
-        return shown, f"reproduced in a git worktree of {base_commit[:12]} (dvc repro --pull)"
+        shown = _json(run_dvc(["metrics", "show", "--json"], tree, env))
+        return flatten_metrics_show(shown), data_checks(tree)
     finally:
         subprocess.run(
             ["git", "worktree", "remove", "--force", str(tree)],
@@ -159,12 +163,51 @@ def base_metrics_from_worktree(
             capture_output=True,
             check=False,
         )
+        subprocess.run(["git", "worktree", "prune"], cwd=root, capture_output=True, check=False)
+
+
+def working_tree_commit(root: Path) -> str:
+    """A commit of the checkout as it is (uncommitted changes to tracked files included).
+
+    `git stash create` makes that commit without touching the working tree, the index or the
+    stash list; with nothing uncommitted it prints nothing and HEAD is the answer.
+    """
+    created = subprocess.run(
+        ["git", "stash", "create"], cwd=root, capture_output=True, text=True, check=False
+    )
+    sha = created.stdout.strip()
+    if created.returncode == 0 and sha:
+        return sha
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+    )
+    return head.stdout.strip()
+
+
+def _split_diff(
+    deltas: list[MetricDelta],
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    old: dict[str, dict[str, Any]] = {}
+    new: dict[str, dict[str, Any]] = {}
+    for delta in deltas:
+        if delta.old is not None:
+            old.setdefault(delta.file, {})[delta.name] = delta.old
+        if delta.new is not None:
+            new.setdefault(delta.file, {})[delta.name] = delta.new
+    return old, new
 
 
 def ml_diff(
     root: Path, base_commit: str, workdir: Path, env: Mapping[str, str], *, reproduce: bool = True
 ) -> MLDiff:
-    """Params and metrics of the checkout against `base_commit`."""
+    """Params and metrics of the checkout against `base_commit`; the checkout is not modified.
+
+    Metrics are `cache: false` outputs committed to git, so `dvc metrics diff` reads the base's
+    from git and the head's from the workspace. A side whose numbers are not there — the base
+    commit has none, or the checkout's pipeline is out of date (`dvc status`) — is reproduced in a
+    throwaway git worktree sharing the DVC cache. A side that cannot be had is reported as
+    unavailable, never left out silently.
+    """
     result = MLDiff()
     try:
         result.params = parse_params_diff(
@@ -173,45 +216,55 @@ def ml_diff(
     except DvcFailed as failed:
         result.notes.append(f"params diff failed: {failed}")
 
-    result.head_source = "workspace (up to date with dvc.lock)"
     try:
-        if head_is_stale(root, env):
-            if not reproduce:
-                result.head_metrics_available = False
-                result.head_source = "the pipeline is out of date and --no-repro was given"
-            else:
-                run_dvc(["repro", "--pull"], root, env)
-                result.head_source = "dvc repro --pull (dvc.lock was out of date)"
-    except DvcFailed as failed:
-        result.head_metrics_available = False
-        result.head_source = f"dvc repro failed: {failed}"
-
-    result.base_source = f"git ({base_commit[:12]}, committed metrics)"
-    try:
-        diff = _json(run_dvc(["metrics", "diff", base_commit, "--all", "--json"], root, env))
-        result.metrics = parse_metrics_diff(diff)
+        committed = parse_metrics_diff(
+            _json(run_dvc(["metrics", "diff", base_commit, "--all", "--json"], root, env))
+        )
     except DvcFailed as failed:
         result.notes.append(f"metrics diff failed: {failed}")
-        result.metrics = []
-    if result.metrics and all(m.old is None for m in result.metrics):
-        try:
-            base_values, result.base_source = base_metrics_from_worktree(
-                root, base_commit, workdir, env
-            )
-            head_values = {
-                m.file: {} for m in result.metrics
-            }  # rebuild head values from the diff's "new" side
-            for m in result.metrics:
-                head_values[m.file][m.name] = m.new
-            result.metrics = diff_metric_values(base_values, head_values)
-        except (DvcFailed, subprocess.CalledProcessError) as failed:
+        committed = []
+    base_values, head_values = _split_diff(committed)
+
+    result.base_source = f"git ({base_commit[:12]}, committed metrics)"
+    if not base_values:
+        if not reproduce:
             result.base_metrics_available = False
-            reason = failed.stderr if isinstance(failed, subprocess.CalledProcessError) else failed
-            result.base_source = f"not in git, and reproducing the base failed: {reason}"
-    elif not result.metrics:
-        result.base_metrics_available = False
-        result.base_source = "no metrics found by `dvc metrics diff`"
-    if not result.head_metrics_available:
-        result.metrics = [m for m in result.metrics if m.old is not None]
-    result.notes.append(f"Data checks (head): {data_checks(root)}")
+            result.base_source = f"{base_commit[:12]} has no committed metrics (--no-repro)"
+        else:
+            try:
+                base_values, _ = metrics_from_worktree(root, base_commit, workdir / "base", env)
+                result.base_source = f"dvc repro --pull in a git worktree of {base_commit[:12]}"
+            except DvcFailed as failed:
+                result.base_metrics_available = False
+                result.base_source = f"none committed, and reproducing the base failed: {failed}"
+
+    result.head_source = "workspace (dvc status: up to date)"
+    checks = data_checks(root)
+    try:
+        stale = head_is_stale(root, env)
+    except DvcFailed as failed:
+        stale = True
+        result.notes.append(f"dvc status failed: {failed}")
+    if stale:
+        if not reproduce:
+            result.head_metrics_available = False
+            result.head_source = "the pipeline is out of date (dvc status) and --no-repro was given"
+        else:
+            commit = working_tree_commit(root)
+            try:
+                head_values, checks = metrics_from_worktree(root, commit, workdir / "head", env)
+                result.head_source = (
+                    "dvc repro --pull in a git worktree of the checkout "
+                    "(its pipeline is out of date; the checkout itself is left as it is)"
+                )
+            except DvcFailed as failed:
+                result.head_metrics_available = False
+                result.head_source = (
+                    f"the pipeline is out of date and reproducing it failed: {failed}"
+                )
+    if not head_values:
+        result.head_metrics_available = False
+        result.head_source = result.head_source or "no metrics in the checkout"
+    result.metrics = diff_metric_values(base_values, head_values)
+    result.notes.append(f"Data checks (head): {checks}")
     return result
