@@ -63,18 +63,20 @@ def test_metrics_below_prod_threshold_fail_prod_and_warn_dev(
     facts["metrics"] = dict(POOR_METRICS)
     facts["champion"] = None
     assert _problems(ml.metrics_thresholds, facts, gates) == [
-        "accuracy 0.8800 < 0.95 required on prod",
-        "f1 0.8700 < 0.93 required on prod",
-        "recall 0.8500 < 0.92 required on prod",
-        "roc_auc 0.9300 < 0.98 required on prod",
+        "accuracy 0.8200 < 0.95 required on prod",
+        "f1 0.8100 < 0.93 required on prod",
+        "recall 0.8000 < 0.92 required on prod",
+        "roc_auc 0.8800 < 0.98 required on prod",
     ]
     prod = {f.rule: f.verdict for f in evaluate_bundle(facts, gates, "prod")}
     assert prod["metrics-thresholds"] is Verdict.FAIL
-    # dev: 0.88 ≥ 0.85 accuracy and 0.93 ≥ 0.90 roc_auc pass; lower still only warns.
-    assert _problems(ml.metrics_thresholds, facts, gates, "dev") == []
-    facts["metrics"]["accuracy"] = 0.5
+    # dev gates only accuracy ≥ 0.85 and roc_auc ≥ 0.90, and only advises.
+    assert _problems(ml.metrics_thresholds, facts, gates, "dev") == [
+        "accuracy 0.8200 < 0.85 required on dev",
+        "roc_auc 0.8800 < 0.9 required on dev",
+    ]
     dev = [f for f in evaluate_bundle(facts, gates, "dev") if f.rule == "metrics-thresholds"]
-    assert [f.verdict for f in dev] == [Verdict.WARN]
+    assert [f.verdict for f in dev] == [Verdict.WARN, Verdict.WARN]
 
 
 def test_missing_metric_is_a_violation(gates: Gates, facts: dict[str, Any]) -> None:

@@ -1,0 +1,91 @@
+"""Fixtures for the gate/promote/status command tests: a throwaway clone of the repository.
+
+`promote` rewrites tracked stack files, so these tests never touch the real checkout: each works
+on a `git clone` of it, with a small synthetic bundle in bundle/ (tests/policies/bundles.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from liftlock.cli import main
+from tests.policies.bundles import make_bundle
+
+REPO = Path(__file__).resolve().parents[2]
+CLEAN_LINEAGE = {
+    "lock_found": True,
+    "bundle_in_lock": True,
+    "mismatched": [],
+    "stale": {},
+    "status_error": None,
+}
+
+
+def git(root: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=60
+    )
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clone of the committed repository with a passing bundle in bundle/, set as the root.
+
+    The lineage facts (dvc.lock, `dvc status`) are stubbed clean here: the clone has no DVC cache;
+    the lineage collection itself is tested on its own.
+    """
+    root = tmp_path / "repo"
+    subprocess.run(
+        ["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(root)],
+        check=True,
+        timeout=120,
+    )
+    git(root, "config", "user.name", "Test Promoter")
+    git(root, "config", "user.email", "promoter@example.com")
+    make_bundle(root / "bundle")
+    # The real prod freeze windows would make these tests depend on the date they run.
+    edit_gates(root, lambda d: d["stacks"]["prod"].pop("freezeWindows", None))
+    git(root, "commit", "--quiet", "-am", "test: no freeze windows")
+    monkeypatch.setenv("LIFTLOCK_ROOT", str(root))
+    monkeypatch.setattr("liftlock.gate.collect_lineage", lambda root, bundle: dict(CLEAN_LINEAGE))
+    return root
+
+
+def edit_gates(root: Path, edit: Callable[[dict[str, Any]], Any]) -> None:
+    path = root / "policies" / "gates.yaml"
+    with path.open(encoding="utf-8") as handle:
+        document = yaml.safe_load(handle)
+    edit(document)
+    with path.open("w", encoding="utf-8") as handle:
+        yaml.safe_dump(document, handle, sort_keys=False)
+
+
+def stack_values(root: Path, stack: str) -> dict[str, Any]:
+    with (root / "stacks" / f"Pulumi.{stack}.yaml").open(encoding="utf-8") as handle:
+        config: dict[str, Any] = yaml.safe_load(handle)["config"]
+    return config
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str]]:
+    """Run `liftlock <args>` in-process: (exit code, stdout + stderr)."""
+
+    def invoke(*args: str) -> tuple[int, str]:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    return invoke
+
+
+def replace_bundle(root: Path, metrics: dict[str, float], tag: str) -> None:
+    shutil.rmtree(root / "bundle")
+    make_bundle(root / "bundle", metrics, tag=tag)
