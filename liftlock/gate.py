@@ -328,14 +328,18 @@ def _candidate_stack_file(source: Path, overrides: Mapping[str, str], into: Path
     return target
 
 
-def read_event_log(path: Path) -> list[dict[str, Any]]:
+def parse_events(text: str) -> list[dict[str, Any]]:
+    """Engine events, one JSON object per line (what a streaming JSON preview prints)."""
     events = []
-    if path.is_file():
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                line = line.strip()
-                if line:
-                    events.append(json.loads(line))
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line when the engine stops early
+            if isinstance(event, dict):
+                events.append(event)
     return events
 
 
@@ -357,20 +361,20 @@ def policy_preview(
             "the Pulumi engine is not built (.tools/bin/pulumi)",
             hint="run `make toolchain`, or `liftlock gate --no-preview` for the rules alone",
         )
+    # A streaming JSON preview prints every engine event, policy verdicts included (the plain
+    # --json digest drops them).
+    environment["PULUMI_ENABLE_STREAMING_JSON_PREVIEW"] = "true"
     with tempfile.TemporaryDirectory(prefix="liftlock-gate-") as scratch:
-        work = Path(scratch)
-        config_file = _candidate_stack_file(stack_file(root, stack), overrides or {}, work)
-        event_log = work / "events.jsonl"
+        config_file = _candidate_stack_file(stack_file(root, stack), overrides or {}, Path(scratch))
         command = [
             pulumi, "preview", "--stack", stack, "--policy-pack", str(root / PACK_DIR),
-            "--config-file", str(config_file), "--event-log", str(event_log),
-            "--non-interactive", "--color", "never",
+            "--config-file", str(config_file), "--json", "--non-interactive", "--color", "never",
         ]  # fmt: skip
         result = _run_pulumi(command, root, environment)
         if result.returncode != 0 and "no stack named" in result.stderr + result.stdout:
             _run_pulumi([pulumi, "stack", "init", stack], root, environment, check=True)
             result = _run_pulumi(command, root, environment)
-        findings = findings_from_events(read_event_log(event_log), gates, stack)
+    findings = findings_from_events(parse_events(result.stdout), gates, stack)
     if result.returncode != 0 and not blocking(findings):
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise ExternalCommandError(
