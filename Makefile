@@ -9,10 +9,12 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.liftlock-installed
+# The bundle `make image` bakes in.
+BUNDLE ?= bundle
 # Runs a command under the engine environment (PATH, file:// backend, passphrase, plugin flags).
 ENGINE := eval "$$($(BIN)/liftlock env)" &&
 
-.PHONY: help bootstrap venv toolchain dockerd test test-fast lint demo clean lock
+.PHONY: image help bootstrap venv toolchain dockerd test test-fast lint demo clean lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +50,9 @@ lint: venv ## ruff + mypy
 
 demo: bootstrap dockerd ## the whole loop on the embedded default
 	@$(ENGINE) $(BIN)/liftlock demo
+
+image: venv dockerd ## build the serving image of $(BUNDLE) (default bundle/), tagged by its digest
+	$(BIN)/python -m ml.serve.image --bundle $(BUNDLE)
 
 lock: ## re-pin requirements.lock from the current venv
 	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check | grep -v '^-e ' > requirements.lock

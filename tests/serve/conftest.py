@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from fixture_bundle import ROOT, FixtureBundle, build_fixture_bundle
-
-STARTUP_SECONDS = 30
+from tests.serve.fixture_bundle import FixtureBundle, build_fixture_bundle
+from tests.serve.server_process import RunningServer, start_server, stop_server
 
 
 @pytest.fixture(scope="session")
@@ -31,62 +21,6 @@ def fixture_bundle(tmp_path_factory: pytest.TempPathFactory) -> FixtureBundle:
 def bundle_copy(fixture_bundle: FixtureBundle, tmp_path: Path) -> Path:
     """A private copy a test may tamper with."""
     return Path(shutil.copytree(fixture_bundle.path, tmp_path / "bundle"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class RunningServer:
-    process: subprocess.Popen[bytes]
-    url: str
-    log_path: Path
-    input_log: Path
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def start_server(bundle: Path, workdir: Path, *extra: str) -> RunningServer:
-    port = free_port()
-    log_path = workdir / "server.log"
-    input_log = workdir / "inputs" / "inputs.jsonl"
-    env = {**os.environ, "LIFTLOCK_BUNDLE": str(bundle), "PYTHONUNBUFFERED": "1"}
-    command = [
-        sys.executable, "-m", "ml.serve", "--host", "127.0.0.1", "--port", str(port),
-        "--input-log", str(input_log), *extra,
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = RunningServer(process, f"http://127.0.0.1:{port}", log_path, input_log)
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}:\n{server.output()}")
-        try:
-            if httpx.get(server.url + "/readyz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"server not ready after {STARTUP_SECONDS}s:\n{server.output()}")
-
-
-def stop_server(server: RunningServer) -> None:
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import RunningServer
+
+from tests.serve.server_process import RunningServer
 
 pytestmark = pytest.mark.slow
 

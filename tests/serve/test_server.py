@@ -11,8 +11,9 @@ import sys
 import joblib
 import numpy as np
 import pytest
-from conftest import ROOT, RunningServer, start_server, stop_server
-from fixture_bundle import FixtureBundle
+
+from tests.serve.fixture_bundle import ROOT, FixtureBundle
+from tests.serve.server_process import RunningServer, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 

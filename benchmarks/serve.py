@@ -1,0 +1,446 @@
+"""Serving benchmark: liftlock's server against MLServer, a minimal FastAPI server, in-process.
+
+    .venv/bin/python benchmarks/serve.py [--bundle bundle] [--duration 8] [--skip-mlserver]
+
+One run measures, with wrk on 127.0.0.1 (`apt-get install -y wrk`), throughput and p50/p99
+latency for single rows at concurrency 1 and 16 and 100-row batches at concurrency 1, for:
+
+- liftlock: `python -m ml.serve` (ONNX Runtime, raw-ASGI predict path) on uvicorn;
+- MLServer 1.7.1 + mlserver-sklearn on the same model.joblib (V2 inference protocol), installed
+  in its own venv, ~/.cache/liftlock/bench-venv (it pins versions that conflict with ours);
+- a minimal FastAPI + pydantic server calling the same sklearn Pipeline (what one writes first);
+- in-process predict (no HTTP): the ONNX session, and liftlock's parse -> predict -> encode.
+
+It also sends two bad payloads (a "NaN" string, 2 columns instead of all) to each server and
+prints the status codes, then the ratios liftlock / other measured in the same run.
+Without --bundle, a fixture bundle (tests/serve/fixture_bundle.py) is built in a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_VENV = Path.home() / ".cache" / "liftlock" / "bench-venv"
+MLSERVER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"]
+SCENARIOS = (("single c1", 1, 1), ("single c16", 1, 16), ("batch100 c1", 100, 1))
+
+WRK_SCRIPT = """
+local f = io.open(os.getenv("BENCH_BODY"), "rb"); wrk.body = f:read("*a"); f:close()
+wrk.method = "POST"; wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+@dataclass
+class Result:
+    server: str
+    scenario: str
+    requests_per_s: float
+    rows_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url}: server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url}: not ready after {timeout:.0f}s")
+
+
+def start(command: list[str], ready_url: str, log: Path, **kwargs) -> subprocess.Popen[bytes]:
+    with log.open("wb") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, **kwargs)
+    wait_ready(ready_url, process)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def ensure_bench_venv() -> Path:
+    python = BENCH_VENV / "bin" / "python"
+    if not (BENCH_VENV / "bin" / "mlserver").exists():
+        print(f"[bench] installing {' '.join(MLSERVER_PINS)} into {BENCH_VENV} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
+        sklearn = _installed_version("scikit-learn")
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                *MLSERVER_PINS,
+                f"scikit-learn=={sklearn}",
+            ],
+            check=True,
+        )
+    return BENCH_VENV / "bin" / "mlserver"
+
+
+def _installed_version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)
+
+
+MINIMAL_FASTAPI = '''
+"""What one writes first: FastAPI + pydantic, sklearn predict, default JSON encoding."""
+import json, os
+import joblib
+from fastapi import FastAPI
+from pydantic import create_model
+
+features = json.load(open(os.environ["BUNDLE"] + "/bundle.json"))["features"]
+model = joblib.load(os.environ["BUNDLE"] + "/model.joblib")
+Row = create_model("Row", **{name: (float, ...) for name in features})
+Batch = create_model("Batch", rows=(list[Row], ...))
+app = FastAPI()
+
+@app.post("/predict")
+def predict(batch: Batch):
+    x = [[getattr(row, name) for name in features] for row in batch.rows]
+    return {"predictions": model.predict(x).tolist(),
+            "probabilities": model.predict_proba(x).tolist()}
+
+@app.get("/ready")
+def ready():
+    return {"ok": True}
+'''
+
+
+# --- load --------------------------------------------------------------------------------------
+
+
+def wrk(url: str, body: Path, connections: int, duration: float, work: Path) -> dict[str, float]:
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    env = {**os.environ, "BENCH_BODY": str(body)}
+    command = [
+        "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s", str(script), url,
+    ]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
+        "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+        "errors": float(m.group(1))
+        if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out))
+        else 0,
+    }
+
+
+def _ms(text: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def status_of(url: str, body: bytes) -> int:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+# --- bodies per server --------------------------------------------------------------------------
+
+
+def liftlock_body(features: list[str], x: np.ndarray) -> bytes:
+    rows = [dict(zip(features, map(float, row), strict=True)) for row in x]
+    return json.dumps({"row": rows[0]} if len(rows) == 1 else {"rows": rows}).encode()
+
+
+def minimal_body(features: list[str], x: np.ndarray) -> bytes:
+    return json.dumps(
+        {"rows": [dict(zip(features, map(float, r), strict=True)) for r in x]}
+    ).encode()
+
+
+def mlserver_body(features: list[str], x: np.ndarray) -> bytes:
+    return json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "predict",
+                    "shape": list(x.shape),
+                    "datatype": "FP64",
+                    "data": x.ravel().tolist(),
+                }
+            ]
+        }
+    ).encode()
+
+
+def bad_bodies(features: list[str], x: np.ndarray, kind: str) -> dict[str, bytes]:
+    if kind == "mlserver":
+        nan = json.loads(mlserver_body(features, x[:1]))
+        nan["inputs"][0]["data"][0] = "NaN"
+        two = {
+            "inputs": [{"name": "predict", "shape": [1, 2], "datatype": "FP64", "data": [1.0, 2.0]}]
+        }
+        return {"NaN string": json.dumps(nan).encode(), "2 columns": json.dumps(two).encode()}
+    row = dict(zip(features, map(float, x[0]), strict=True))
+    wrap = (lambda r: {"row": r}) if kind == "liftlock" else (lambda r: {"rows": [r]})
+    return {
+        "NaN string": json.dumps(wrap({**row, features[0]: "NaN"})).encode(),
+        "2 columns": json.dumps(wrap(dict(list(row.items())[:2]))).encode(),
+    }
+
+
+# --- in-process -----------------------------------------------------------------------------
+
+
+def in_process(bundle: Path, features: list[str], x: np.ndarray) -> list[Result]:
+    import orjson
+
+    from ml.serve.app import ServeApp
+    from ml.serve.model import load_bundle
+    from ml.serve.settings import ServeSettings
+
+    loaded = load_bundle(bundle)
+    app = ServeApp(ServeSettings(bundle=bundle), loaded)
+    results = []
+    for label, rows in (("single", 1), ("batch100", 100)):
+        matrix = x[:rows]
+        body = liftlock_body(features, matrix)
+
+        def full_path(body: bytes = body) -> None:
+            parsed = app.parser.parse(body)
+            labels, probabilities = loaded.predictor.predict(parsed)
+            orjson.dumps(
+                {"predictions": labels, "probabilities": probabilities},
+                option=orjson.OPT_SERIALIZE_NUMPY,
+            )
+            app.metrics.observe_rows(parsed, labels)
+
+        for name, call in (
+            ("in-process ONNX predict", lambda m=matrix: loaded.predictor.predict(m)),
+            ("in-process parse+predict+encode", full_path),
+        ):
+            times = []
+            for _ in range(200):
+                call()
+            for _ in range(3000 if rows == 1 else 1000):
+                started = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - started)
+            per_call = float(np.mean(times))
+            results.append(
+                Result(
+                    name, f"{label} c1", 1 / per_call, rows / per_call,
+                    float(np.percentile(times, 50)) * 1e3, float(np.percentile(times, 99)) * 1e3, 0,
+                )
+            )  # fmt: skip
+    return results
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def run_http(
+    name: str, url: str, body_for, features: list[str], x: np.ndarray, duration: float, work: Path
+) -> list[Result]:
+    results = []
+    for scenario, rows, connections in SCENARIOS:
+        body = work / f"{name}-{rows}.json"
+        body.write_bytes(body_for(features, x[:rows]))
+        wrk(url, body, connections, 1.5, work)  # warm-up
+        measured = wrk(url, body, connections, duration, work)
+        results.append(
+            Result(
+                name, scenario, measured["rps"], measured["rps"] * rows, measured["p50"],
+                measured["p99"], int(measured["errors"]),
+            )
+        )  # fmt: skip
+        print(f"[bench] {name:<10} {scenario:<12} {measured['rps']:>9.0f} req/s", flush=True)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--bundle", type=Path, help="bundle directory (default: a fixture bundle)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
+    parser.add_argument("--skip-mlserver", action="store_true", help="leave MLServer out")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: apt-get install -y wrk")
+
+    work = Path(tempfile.mkdtemp(prefix="liftlock-bench-"))
+    sys.path.insert(0, str(ROOT))
+    if args.bundle is None:
+        from tests.serve.fixture_bundle import build_fixture_bundle
+
+        bundle = build_fixture_bundle(work / "bundle").path
+    else:
+        bundle = args.bundle.resolve()
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    features = manifest["features"]
+    reference = np.genfromtxt(bundle / "reference.csv", delimiter=",", skip_header=1)
+    x = np.nan_to_num(reference[:100], nan=float(np.nanmean(reference)))
+
+    results: list[Result] = []
+    bad: dict[str, dict[str, int]] = {}
+
+    port = free_port()
+    process = start(
+        [sys.executable, "-m", "ml.serve", "--bundle", str(bundle), "--port", str(port)],
+        f"http://127.0.0.1:{port}/readyz", work / "liftlock.log", cwd=ROOT,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/v1/predict"
+        results += run_http("liftlock", url, liftlock_body, features, x, args.duration, work)
+        bad["liftlock"] = {
+            k: status_of(url, v) for k, v in bad_bodies(features, x, "liftlock").items()
+        }
+    finally:
+        stop(process)
+
+    if not args.skip_mlserver:
+        mlserver = ensure_bench_venv()
+        model_dir = work / "mlserver"
+        model_dir.mkdir()
+        shutil.copy(bundle / "model.joblib", model_dir / "model.joblib")
+        port, grpc, metrics = free_port(), free_port(), free_port()
+        (model_dir / "settings.json").write_text(
+            json.dumps(
+                {"host": "127.0.0.1", "http_port": port, "grpc_port": grpc, "metrics_port": metrics}
+            )
+        )
+        (model_dir / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": "model",
+                    "implementation": "mlserver_sklearn.SKLearnModel",
+                    "parameters": {"uri": "./model.joblib"},
+                }
+            )
+        )
+        process = start(
+            [str(mlserver), "start", str(model_dir)],
+            f"http://127.0.0.1:{port}/v2/models/model/ready", work / "mlserver.log", cwd=model_dir,
+        )  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{port}/v2/models/model/infer"
+            results += run_http("mlserver", url, mlserver_body, features, x, args.duration, work)
+            bad["mlserver"] = {
+                k: status_of(url, v) for k, v in bad_bodies(features, x, "mlserver").items()
+            }
+        finally:
+            stop(process)
+
+    app_file = work / "minimal_fastapi.py"
+    app_file.write_text(textwrap.dedent(MINIMAL_FASTAPI))
+    port = free_port()
+    process = start(
+        [sys.executable, "-m", "uvicorn", "minimal_fastapi:app", "--host", "127.0.0.1",
+         "--port", str(port), "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
+        f"http://127.0.0.1:{port}/ready", work / "minimal.log", cwd=work,
+        env={**os.environ, "BUNDLE": str(bundle)},
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/predict"
+        results += run_http("fastapi", url, minimal_body, features, x, args.duration, work)
+        bad["fastapi"] = {
+            k: status_of(url, v) for k, v in bad_bodies(features, x, "fastapi").items()
+        }
+    finally:
+        stop(process)
+
+    results += in_process(bundle, features, x)
+    report(results, bad)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _verdict(ok: bool) -> str:
+    return "OK" if ok else "MISSED"
+
+
+def report(results: list[Result], bad: dict[str, dict[str, int]]) -> None:
+    header = ("server", "scenario", "req/s", "rows/s", "p50 ms", "p99 ms", "non-2xx")
+    print(f"\n{header[0]:<32} {header[1]:<12} " + " ".join(f"{h:>9}" for h in header[2:]))
+    for r in results:
+        print(
+            f"{r.server:<32} {r.scenario:<12} {r.requests_per_s:>9.0f} {r.rows_per_s:>9.0f} "
+            f"{r.p50_ms:>9.3f} {r.p99_ms:>9.3f} {r.errors:>9}"
+        )
+    print("\nbad payloads (HTTP status):")
+    for server, codes in bad.items():
+        print(f"  {server:<10} " + ", ".join(f"{k}: {v}" for k, v in codes.items()))
+    by = {(r.server, r.scenario): r for r in results}
+    print("\nratios (liftlock / other, same run):")
+    for scenario, _, _ in SCENARIOS:
+        mine = by.get(("liftlock", scenario))
+        for other in ("mlserver", "fastapi"):
+            theirs = by.get((other, scenario))
+            if mine and theirs:
+                speedup = mine.rows_per_s / theirs.rows_per_s
+                print(
+                    f"  {scenario:<12} vs {other:<9} throughput x{speedup:.1f}, "
+                    f"p99 {theirs.p99_ms / mine.p99_ms:.1f}x lower"
+                )
+    c1, c16, batch = (by.get(("liftlock", s)) for s, _, _ in SCENARIOS)
+    print("\ntargets:")
+    if c1:
+        print(f"  single c1 p99 <= 2 ms: {c1.p99_ms:.2f} ms {_verdict(c1.p99_ms <= 2)}")
+    if c16:
+        print(
+            f"  single c16 >= 5000 rows/s: {c16.rows_per_s:.0f} {_verdict(c16.rows_per_s >= 5000)}"
+        )
+        for other in ("mlserver", "fastapi"):
+            theirs = by.get((other, "single c16"))
+            if theirs:
+                ratio = c16.rows_per_s / theirs.rows_per_s
+                print(f"  single c16 >= 8x {other}: x{ratio:.1f} {_verdict(ratio >= 8)}")
+    if batch:
+        rps = batch.requests_per_s
+        print(f"  batch100 c1 >= 1500 req/s: {rps:.0f} {_verdict(rps >= 1500)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
