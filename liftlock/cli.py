@@ -19,7 +19,7 @@ from liftlock.errors import LiftlockError
 from ml.errors import MLError
 
 # Order is the order of `liftlock --help`.
-COMMAND_MODULES = ["doctor", "env", "serve", "drift", "gate", "promote", "status"]
+COMMAND_MODULES = ["doctor", "env", "serve", "drift", "gate", "promote", "status", "preview"]
 
 app = typer.Typer(
     name="liftlock",

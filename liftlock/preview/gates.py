@@ -46,9 +46,31 @@ def parse_gate_output(stack: str, data: Any, exit_code: int) -> GateVerdict:
     return GateVerdict(stack=stack, verdict=verdict, failed_rules=names, message=message)
 
 
-def run_gate(stack: str, root: Path, env: Mapping[str, str], timeout_s: float = 600) -> GateVerdict:
-    """Run `liftlock gate <stack> --json` in the checkout (its own process, like CI would)."""
+def gate_command(stack: str, *, bundle: Path | None, engine_preview: bool) -> list[str]:
     command = [sys.executable, "-m", "liftlock.cli", "gate", stack, "--json"]
+    if bundle is not None:
+        command += ["--bundle", str(bundle)]
+    if not engine_preview:
+        command.append("--no-preview")
+    return command
+
+
+def run_gate(
+    stack: str,
+    root: Path,
+    env: Mapping[str, str],
+    *,
+    bundle: Path | None = None,
+    engine_preview: bool = False,
+    timeout_s: float = 900,
+) -> GateVerdict:
+    """Run `liftlock gate <stack> --json` in the checkout (its own process, as CI would).
+
+    By default with `--no-preview`: the preview has just run the same policy pack through the
+    engine (the "policy pack" column), so the gate adds the ML rules and the rules on rendered
+    manifests without a second engine run per stack.
+    """
+    command = gate_command(stack, bundle=bundle, engine_preview=engine_preview)
     try:
         completed = subprocess.run(
             command,

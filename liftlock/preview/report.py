@@ -67,10 +67,10 @@ class StackPreview:
         """pass | advisory | fail | error | not run."""
         if self.status == "not-affected":
             return "not run"
-        if self.status == "error" and not self.policies_checked:
-            return "error"
         if any(v.enforcement == "mandatory" for v in self.policy_violations):
             return "fail"
+        if self.status == "error":
+            return "error"
         if self.policy_violations:
             return "advisory"
         return "pass" if self.policies_checked else "not run"

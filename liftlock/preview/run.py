@@ -39,6 +39,7 @@ class PreviewOptions:
     with_secrets: bool = True
     reproduce: bool = True
     run_gates: bool = True
+    gate_engine_preview: bool = False  # let `liftlock gate` run its own engine preview too
     jobs: int = 2
     only_stacks: tuple[str, ...] = ()
 
@@ -185,13 +186,15 @@ def plan_stack_runs(
             notes[stack].append(
                 f"Stack `{stack}` had no state in the backend: every resource shows as a create."
             )
-        config_file = None
+        # The engine reads a copy: it may write into a stack file (an encryption salt, its own
+        # formatting), and a preview must leave the checkout as it found it.
+        source = root / "stacks" / f"Pulumi.{stack}.yaml"
+        text = source.read_text(encoding="utf-8")
         if not options.with_secrets:
-            source = root / "stacks" / f"Pulumi.{stack}.yaml"
-            text = source.read_text(encoding="utf-8")
             unknown[stack] = secret_keys(text)
-            config_file = workdir / f"Pulumi.{stack}.yaml"
-            config_file.write_text(config_without_secrets(text), encoding="utf-8")
+            text = config_without_secrets(text)
+        config_file = workdir / f"Pulumi.{stack}.yaml"
+        config_file.write_text(text, encoding="utf-8")
         runs.append(
             PreviewRun(
                 root=root,
@@ -249,11 +252,15 @@ def build_preview(root: Path, options: PreviewOptions, env: Mapping[str, str]) -
 
     with tempfile.TemporaryDirectory(prefix="liftlock-preview-") as tmp:
         workdir = Path(tmp)
-        ml = (
-            ml_diff(root, merge_base, workdir, env, reproduce=options.reproduce)
-            if touches_ml(changed)
-            else None
-        )
+        ml, head_bundle = None, None
+        if touches_ml(changed):
+            ml, head_bundle = ml_diff(root, merge_base, workdir, env, reproduce=options.reproduce)
+            if head_bundle is not None:
+                report_notes.append(
+                    "The checkout's pipeline is out of date (dvc status): the head was "
+                    "reproduced in a throwaway git worktree"
+                    + (", and the gates judged that bundle." if options.run_gates else ".")
+                )
         previews: dict[str, StackPreview] = {}
         gates: dict[str, GateVerdict] = {}
         if affected:
@@ -263,7 +270,17 @@ def build_preview(root: Path, options: PreviewOptions, env: Mapping[str, str]) -
             with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
                 preview_futures = {r.stack: pool.submit(run_stack_preview, r) for r in runs}
                 gate_futures = (
-                    {s: pool.submit(run_gate, s, root, env) for s in affected}
+                    {
+                        s: pool.submit(
+                            run_gate,
+                            s,
+                            root,
+                            env,
+                            bundle=head_bundle,
+                            engine_preview=options.gate_engine_preview,
+                        )
+                        for s in affected
+                    }
                     if options.run_gates
                     else {}
                 )
