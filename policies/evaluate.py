@@ -110,11 +110,11 @@ def evaluate_bundle(
 ) -> list[Finding]:
     """Bundle-scope rules (ML, freeze windows) over the facts about one bundle."""
     ctx = gates.context(stack, now=now)
-    subject = str(facts.get("subject") or "bundle")
     findings: list[Finding] = []
     for rule in rules if rules is not None else all_rules():
         if rule.scope != "bundle":
             continue
+        subject = artifact_name(rule, facts)
         level = gates.level(stack, rule.name)
         if level is Level.DISABLED:
             findings.append(finding(rule, level, subject, None, passed_note="disabled"))
@@ -124,6 +124,15 @@ def evaluate_bundle(
         if not problems:
             findings.append(finding(rule, level, subject, None, passed_note="ok"))
     return findings
+
+
+def artifact_name(rule: Rule, facts: Mapping[str, Any]) -> str:
+    """What a bundle rule judged, for the table: its `artifact` filled in from the facts."""
+    values = {"subject": "bundle", "data_report_path": "data report", **facts}
+    try:
+        return (rule.artifact or "{subject}").format_map(values)
+    except (KeyError, ValueError):
+        return str(values["subject"])
 
 
 def blocking(findings: Iterable[Finding]) -> list[Finding]:

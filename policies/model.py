@@ -99,6 +99,8 @@ class Rule:
     fix: str
     check: Callable[..., Iterable[Any]]
     kinds: frozenset[str] | None = None  # resource/stack rules: the kinds judged; None = all
+    # bundle rules: what they judge, formatted with the facts (e.g. "{subject}/model_card.json")
+    artifact: str | None = None
 
     def applies_to(self, obj: KubeObject) -> bool:
         return self.kinds is None or obj.get("kind") in self.kinds
@@ -121,6 +123,7 @@ def rule(
     description: str,
     fix: str,
     kinds: Iterable[str] | None = None,
+    artifact: str | None = None,
 ) -> Callable[[Callable[..., Iterable[Any]]], Rule]:
     """Describe a plain check function as a `Rule` (the function stays callable as `.check`)."""
 
@@ -133,6 +136,7 @@ def rule(
             fix=fix,
             check=check,
             kinds=frozenset(kinds) if kinds is not None else None,
+            artifact=artifact,
         )
 
     return describe

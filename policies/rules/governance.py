@@ -51,6 +51,7 @@ def public_exposure_allowed(obj: KubeObject, ctx: RuleContext) -> Iterator[str]:
     name="freeze-window",
     domain="governance",
     scope="bundle",
+    artifact="promotion time",
     description="No promotion into the stack during one of its freeze windows "
     "(freezeWindows in policies/gates.yaml).",
     fix="wait until the freeze window ends, or (for an emergency) override the rule for this "

@@ -35,6 +35,7 @@ def _number(value: Any) -> float | None:
     name="metrics-thresholds",
     domain="ml",
     scope="bundle",
+    artifact="{subject}/bundle.json (metrics)",
     description="Every gated metric reaches the stack's minimum (thresholds.metrics in "
     "policies/gates.yaml).",
     fix="improve the model (params.yaml, ml/train.py) and rebuild with `dvc repro`",
@@ -53,6 +54,7 @@ def metrics_thresholds(facts: Facts, ctx: RuleContext) -> Iterator[str]:
     name="no-regression",
     domain="ml",
     scope="bundle",
+    artifact="{subject}/bundle.json (metrics)",
     description="No metric drops more than the tolerance (thresholds.maxRegression) below the "
     "champion: the bundle the target stack runs (its last promotion record).",
     fix="improve the model until it matches the champion, or raise maxRegression for the stack in "
@@ -81,6 +83,7 @@ def no_regression(facts: Facts, ctx: RuleContext) -> Iterator[str]:
     name="data-validation-passed",
     domain="ml",
     scope="bundle",
+    artifact="{data_report_path}",
     description="The data the model was trained on passed the data contract (the validate stage's "
     "report).",
     fix="fix the data (or the contract, in a reviewed change) and rerun `dvc repro`",
@@ -101,6 +104,7 @@ def data_validation_passed(facts: Facts, ctx: RuleContext) -> Iterator[str]:
     name="model-card-complete",
     domain="ml",
     scope="bundle",
+    artifact="{subject}/model_card.json",
     description="The bundle's model card is complete (policies/schemas/model_card.schema.json).",
     fix="fill the missing model card fields (params.yaml section package / ml/package.py) and "
     "rebuild with `dvc repro`",
@@ -123,6 +127,7 @@ def model_card_complete(facts: Facts, ctx: RuleContext) -> Iterator[str]:
     name="lineage-matches-dvc-lock",
     domain="ml",
     scope="bundle",
+    artifact="dvc.lock",
     description="The bundle is the one `dvc repro` recorded in dvc.lock (same files, same hashes).",
     fix="rebuild the bundle with `dvc repro` (or restore it with `dvc checkout`) and commit "
     "dvc.lock",
@@ -143,6 +148,7 @@ def lineage_matches_dvc_lock(facts: Facts, ctx: RuleContext) -> Iterator[str]:
     name="pipeline-up-to-date",
     domain="ml",
     scope="bundle",
+    artifact="dvc.yaml (dvc status)",
     description="The pipeline is up to date: `dvc status` reports no changed stage.",
     fix="run `dvc repro` and commit dvc.lock",
 )

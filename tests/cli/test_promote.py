@@ -62,7 +62,7 @@ def test_poor_bundle_refused_for_prod_accepted_for_dev(clone: Path, run: Run) ->
     replace_bundle(clone, POOR_METRICS, tag="poor")
     code, out = run("promote", "workspace", "prod", "--no-preview", "--image", IMAGE)
     assert code == 1
-    assert "refused, no file changed" in out and "metrics-thresholds (bundle)" in out
+    assert "refused, no file changed" in out and "metrics-thresholds (bundle/bundle.json (metrics))" in out
     assert not git(clone, "status", "--porcelain", "--", "stacks", "promotions")
     assert latest_record(clone, "prod") is None
 
@@ -138,7 +138,7 @@ def test_freeze_window_refuses_prod(clone: Path, run: Run) -> None:
         ),
     )
     code, out = run("promote", "workspace", "prod", "--no-preview", "--image", IMAGE)
-    assert code == 1 and "freeze-window (bundle)" in out
+    assert code == 1 and "freeze-window (promotion time)" in out
     assert not git(clone, "status", "--porcelain", "--", "stacks", "promotions")
 
 
