@@ -51,8 +51,10 @@ class PipelineCopy:
         copy = cls(root, cache)
         copy.run("git", "init", "-q")
         copy.dvc("init", "-q")
-        copy.dvc("config", "core.analytics", "false")
-        copy.dvc("cache", "dir", str(cache))
+        # The committed config (default remote in the user's cache); machine-specific settings
+        # go to .dvc/config.local, as the README tells users to do.
+        shutil.copyfile(source / ".dvc" / "config", root / ".dvc" / "config")
+        copy.dvc("cache", "dir", "--local", str(cache))
         return copy
 
     def env(self) -> dict[str, str]:

@@ -74,3 +74,14 @@ def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     path.write_text("base: [unclosed\n", encoding="utf-8")
     with pytest.raises(ParamsError, match=r"params\.yaml: not valid YAML"):
         load_params(path)
+
+
+def test_default_remote_is_local_and_outside_the_work_tree(repo_root: Path) -> None:
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(repo_root / ".dvc" / "config", encoding="utf-8")
+    default = config["core"]["remote"]
+    url = config[f"'remote \"{default}\"'"]["url"]
+    assert url.startswith("~/"), "the committed remote must work for every user (no absolute path)"
+    assert ".cache/liftlock/dvc-remote" in url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -68,6 +69,19 @@ def test_two_reproductions_from_empty_caches_are_identical(
     other = PipelineCopy.create(repo_root, base / "repo", base / "cache")
     other.dvc("repro")
     assert _fingerprint(other.root) == fingerprint
+
+
+def test_push_and_pull_through_an_overridden_local_remote(reproduced, tmp_path: Path) -> None:
+    copy, _, fingerprint = reproduced
+    remote = tmp_path / "remote"
+    copy.dvc("remote", "modify", "--local", "local", "url", str(remote))
+    assert "local" in copy.dvc("remote", "default").output
+    copy.dvc("push")
+    shutil.rmtree(copy.cache)
+    shutil.rmtree(copy.root / "bundle")
+    copy.dvc("pull")
+    assert verify_bundle(copy.root / "bundle") == fingerprint["digest"]
+    assert "Data and pipelines are up to date." in copy.dvc("status").output
 
 
 def test_changing_a_train_param_reruns_train_evaluate_package_only(reproduced) -> None:
