@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -410,3 +411,17 @@ def test_sigint_to_the_host_stops_its_running_program(
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pid_alive(pid), "the program outlived its host"
+
+
+def test_host_stops_when_its_engine_is_gone() -> None:
+    """An engine killed with SIGKILL cannot signal its plugins: the host must notice and exit."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        process, _ = start_host_process(address)
+        time.sleep(1.5)
+        assert process.poll() is None, "the host must keep running while its engine listens"
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert "Traceback" not in stderr, stderr
