@@ -10,7 +10,6 @@ real engine, at most `jobs` at a time, against each stack's state in the configu
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import tempfile
 import time
@@ -25,11 +24,7 @@ from liftlock.preview.gates import run_gate
 from liftlock.preview.infra import PreviewRun, pulumi_executable, run_stack_preview
 from liftlock.preview.ml import ml_diff
 from liftlock.preview.report import GateVerdict, PreviewReport, StackPreview
-
-PASSPHRASE_VARIABLES = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
-#: What a secret config value becomes when the passphrase is unavailable.
-UNKNOWN_SECRET_PLACEHOLDER = "liftlock-preview-unknown-secret"
-_SECURE_LINE = re.compile(r"^(?P<indent>\s*)(?P<key>[^\s:#][^:#]*):\s*$")
+from liftlock.preview.secretless import prepare_stand_in
 
 
 @dataclass(frozen=True)
@@ -80,37 +75,6 @@ def list_stacks(root: Path) -> list[str]:
         p.name[len("Pulumi.") : -len(".yaml")] for p in (root / "stacks").glob("Pulumi.*.yaml")
     ]
     return order_stacks(found)
-
-
-def secret_keys(config_text: str) -> list[str]:
-    """Config keys whose value is `secure:` (a passphrase-encrypted secret)."""
-    keys = []
-    lines = config_text.splitlines()
-    for index, line in enumerate(lines[:-1]):
-        match = _SECURE_LINE.match(line)
-        if match and lines[index + 1].strip().startswith("secure:"):
-            keys.append(match["key"].strip().strip("\"'"))
-    return keys
-
-
-def config_without_secrets(config_text: str) -> str:
-    """The stack config with every `secure:` value replaced by a plain placeholder."""
-    out = []
-    lines = config_text.splitlines()
-    skip = False
-    for index, line in enumerate(lines):
-        if skip:
-            skip = False
-            continue
-        match = _SECURE_LINE.match(line)
-        if match and index + 1 < len(lines) and lines[index + 1].strip().startswith("secure:"):
-            out.append(f"{line.rstrip()} {UNKNOWN_SECRET_PLACEHOLDER}")
-            skip = True
-            continue
-        if line.startswith("encryptionsalt:"):
-            continue
-        out.append(line)
-    return "\n".join(out) + "\n"
 
 
 def existing_stacks(root: Path, env: Mapping[str, str]) -> set[str]:
@@ -172,29 +136,27 @@ def plan_stack_runs(
 ) -> tuple[list[PreviewRun], dict[str, list[str]], dict[str, list[str]]]:
     """One PreviewRun per affected stack, plus per-stack notes and unknown values."""
     runs, notes, unknown = [], {}, {}
-    stack_env = dict(env)
-    if not options.with_secrets:
-        for name in PASSPHRASE_VARIABLES:
-            stack_env.pop(name, None)
-        # An empty passphrase lets the engine open a stack whose secrets it will not decrypt.
-        stack_env["PULUMI_CONFIG_PASSPHRASE"] = ""
     present = existing_stacks(root, env)
     for stack, reasons in affected.items():
         notes[stack], unknown[stack] = [], []
-        if stack not in present:
-            init_stack(root, stack, env)
-            notes[stack].append(
-                f"Stack `{stack}` had no state in the backend: every resource shows as a create."
-            )
-        # The engine reads a copy: it may write into a stack file (an encryption salt, its own
-        # formatting), and a preview must leave the checkout as it found it.
-        source = root / "stacks" / f"Pulumi.{stack}.yaml"
-        text = source.read_text(encoding="utf-8")
         if not options.with_secrets:
-            unknown[stack] = secret_keys(text)
-            text = config_without_secrets(text)
-        config_file = workdir / f"Pulumi.{stack}.yaml"
-        config_file.write_text(text, encoding="utf-8")
+            stand_in = prepare_stand_in(root, stack, env, workdir, stack in present)
+            notes[stack] += stand_in.notes
+            unknown[stack] = stand_in.unknown_values
+            stack_env, config_file = stand_in.env, stand_in.config_file
+        else:
+            if stack not in present:
+                init_stack(root, stack, env)
+                notes[stack].append(
+                    f"Stack `{stack}` had no state in the backend: every resource shows as a "
+                    "create."
+                )
+            # The engine reads a copy: it may write into a stack file (an encryption salt, its
+            # own formatting), and a preview must leave the checkout as it found it.
+            source = root / "stacks" / f"Pulumi.{stack}.yaml"
+            config_file = workdir / f"Pulumi.{stack}.yaml"
+            config_file.write_bytes(source.read_bytes())
+            stack_env = dict(env)
         runs.append(
             PreviewRun(
                 root=root,

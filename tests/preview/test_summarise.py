@@ -98,7 +98,10 @@ def test_property_paths_with_indexes_and_quoted_keys():
 
 
 def test_urn_split_takes_the_last_type_of_the_parent_chain():
-    urn = "urn:pulumi:dev::liftlock::liftlock:index:LocalService$docker:index/container:Container::api"
+    urn = (
+        "urn:pulumi:dev::liftlock::liftlock:index:LocalService"
+        "$docker:index/container:Container::api"
+    )
     assert split_urn(urn) == ("docker:index/container:Container", "api")
 
 
