@@ -220,7 +220,9 @@ class ServeApp:
             self._recent_rows -= len(self._recent.popleft())
 
     async def _inputs(self, scope: Scope, receive: Receive, send: Send) -> int:
-        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        query = urllib.parse.parse_qs(
+            scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+        )
         raw = query.get("limit", [str(self._window)])[-1]
         if not raw.isdigit() or int(raw) < 1:
             error = RequestError(422, f"limit: {raw!r} is not a positive integer", field="limit")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -141,15 +141,17 @@ def build_docs_app(
 
     if settings.input_window > 0:
 
-        @docs.get(
+        def inputs(limit: Any = None) -> Any:  # pragma: no cover - answered by ServeApp
+            raise NotImplementedError
+
+        inputs.__annotations__ = {"limit": Annotated[int | None, Query(ge=1)], "return": Any}
+        docs.get(
             "/v1/inputs",
             response_model=RecentInputs,
             responses={
                 422: {"model": ErrorResponse, "description": "limit is not a positive integer"}
             },
             summary="The most recent served rows (for drift checks), nulls as null",
-        )
-        def inputs(limit: int | None = None) -> Any:  # pragma: no cover
-            raise NotImplementedError
+        )(inputs)
 
     return docs
