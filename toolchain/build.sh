@@ -3,11 +3,18 @@
 # then links them into .tools/bin. Usage: toolchain/build.sh [COMPONENT...]  (default: all)
 #
 # Each component is a wrapper module toolchain/<name>/ (go.mod + go.sum pin every module) with a
-# build.env naming BINARY, PACKAGE, VERSION, TAGS, LDFLAGS and optionally a prepare() function
-# (run in the module folder before `go build`) and an install() function (run after linking).
-# The cache key hashes the module files and the Go version, so a fresh clone on the same machine
-# reuses a build in seconds and any pin change rebuilds.
+# build.env naming BINARY, PACKAGE, VERSION, TAGS, LDFLAGS, optionally LINK=false (keep the binary
+# out of .tools/bin), a prepare() function (run in the module folder before `go build`) and an
+# install() function (run in the module folder after linking; it may use TOOLS_BIN, BUILT_BINARY,
+# VERSION and step).
+# The cache key hashes the module's files and the Go version, so a fresh clone on the same
+# machine reuses a build in seconds and any pin change rebuilds.
+# LIFTLOCK_TOOLCHAIN_CACHED_ONLY=1 fails instead of building what is not cached (tests, CI checks).
 set -euo pipefail
+
+# Build order. A component's install() may use tools built before it (kubernetes installs its
+# plugin with pulumi), so named components are also built in this order.
+ORDER=(pulumi kubernetes kube-apiserver etcd actionlint)
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
@@ -18,73 +25,122 @@ mkdir -p "$cache" "$bin"
 
 step() { printf '[toolchain] %s\n' "$*"; }
 elapsed() { local s=$(( $(date +%s) - $1 )); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
+die() { echo "toolchain: $*" >&2; exit "${2:-1}"; }
 
 # Hard link (same file system) or copy: the engine looks for its bundled plugins beside the
 # *real* pulumi executable, so .tools/bin must hold the file itself, not a symlink into the cache.
-place() { ln -f "$1" "$2" 2>/dev/null || cp -f "$1" "$2"; }
+place() {
+  [[ "$1" -ef "$2" ]] && return 0
+  ln -f "$1" "$2" 2>/dev/null || cp -f "$1" "$2"
+}
 
 cache_key() {
+  # Everything that decides the binary: pins, build settings, the wrapper's own Go sources.
   local dir=$1
-  { go env GOVERSION; cd "$dir" && cat go.mod go.sum build.env $(ls *.go 2>/dev/null); } \
-    | sha256sum | cut -c1-12
+  {
+    go env GOVERSION GOOS GOARCH
+    cd "$dir"
+    find . -name '*.go' -type f | LC_ALL=C sort | while read -r f; do echo "$f"; cat "$f"; done
+    cat go.mod go.sum build.env
+  } | sha256sum | cut -c1-12
+}
+
+compile() {
+  local name=$1 dir=$2 out=$3 start phase
+  start=$(date +%s)
+  rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  phase=$(date +%s)
+  step "$name $VERSION: downloading modules (go mod download) ..."
+  (cd "$dir" && go mod download)
+  step "$name $VERSION: modules ready in $(elapsed "$phase")"
+  if declare -F prepare >/dev/null; then
+    phase=$(date +%s)
+    step "$name $VERSION: preparing sources ..."
+    (cd "$dir" && prepare)
+    step "$name $VERSION: sources prepared in $(elapsed "$phase")"
+  fi
+  phase=$(date +%s)
+  step "$name $VERSION: compiling $PACKAGE (cold builds take minutes; see README) ..."
+  (cd "$dir" && CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -tags "$TAGS" \
+      -ldflags "$LDFLAGS" -o "$out.tmp/$BINARY" "$PACKAGE")
+  step "$name $VERSION: compiled in $(elapsed "$phase")"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+  step "$name $VERSION: built in $(elapsed "$start") -> $out/$BINARY"
 }
 
 build_component() {
   local name=$1 dir="$here/$1"
-  [[ -f "$dir/build.env" ]] || { echo "toolchain: no component '$name' (no $dir/build.env)" >&2; exit 2; }
-  local BINARY PACKAGE VERSION TAGS="" LDFLAGS=""
+  [[ -f "$dir/build.env" ]] || die "no component '$name' (no $dir/build.env)" 2
+  local BINARY PACKAGE VERSION TAGS="" LDFLAGS="" LINK=true
   unset -f prepare install 2>/dev/null || true
   # shellcheck disable=SC1091
   source "$dir/build.env"
-  local key out start
+  command -v go >/dev/null || die "'go' not found; install Go >= 1.24" 3
+  local key out lock
   key=$(cache_key "$dir")
   out="$cache/$name-$VERSION-$key"
-  if [[ -x "$out/$BINARY" ]]; then
-    step "$name $VERSION: cached ($out)"
-  else
-    command -v go >/dev/null || { echo "toolchain: 'go' not found; install Go >= 1.24" >&2; exit 3; }
-    start=$(date +%s)
-    step "$name $VERSION: downloading modules (go mod download) ..."
-    (cd "$dir" && go mod download)
-    if declare -F prepare >/dev/null; then
-      step "$name $VERSION: preparing sources ..."
-      (cd "$dir" && prepare)
+  if [[ ! -x "$out/$BINARY" ]]; then
+    # One builder per component at a time: two checkouts building at once wait, then share.
+    exec {lock}>"$cache/$name.lock"
+    flock "$lock"
+    if [[ -x "$out/$BINARY" ]]; then
+      step "$name $VERSION: built meanwhile by another run"
+    elif [[ -n "${LIFTLOCK_TOOLCHAIN_CACHED_ONLY:-}" ]]; then
+      die "$name $VERSION: not in the cache ($out) and LIFTLOCK_TOOLCHAIN_CACHED_ONLY is set" 4
+    else
+      compile "$name" "$dir" "$out"
     fi
-    step "$name $VERSION: compiling $PACKAGE (cold builds take minutes; see README) ..."
-    mkdir -p "$out.tmp"
-    (cd "$dir" && CGO_ENABLED=0 go build -mod=readonly -trimpath -tags "$TAGS" \
-        -ldflags "$LDFLAGS" -o "$out.tmp/$BINARY" "$PACKAGE")
-    rm -rf "$out" && mv "$out.tmp" "$out"
-    step "$name $VERSION: built in $(elapsed "$start") -> $out/$BINARY"
+    exec {lock}>&-
+  else
+    step "$name $VERSION: cached ($out)"
   fi
-  place "$out/$BINARY" "$bin/$BINARY"
-  if declare -F install >/dev/null; then install; fi
+  if [[ "$LINK" == true ]]; then place "$out/$BINARY" "$bin/$BINARY"; fi
+  if declare -F install >/dev/null; then
+    (cd "$dir" && TOOLS_BIN=$bin BUILT_BINARY=$out/$BINARY install)
+  fi
 }
 
 link_python_plugins() {
   # The language host and the dynamic-provider launcher come from the liftlock package.
   local plugin
-  for plugin in pulumi-language-python pulumi-resource-pulumi-python pulumi-analyzer-policy-python; do
+  for plugin in pulumi-language-python pulumi-resource-pulumi-python; do
     if [[ -x "$venv_bin/$plugin" ]]; then
       ln -sfn "$venv_bin/$plugin" "$bin/$plugin"
     fi
   done
 }
 
-components=("$@")
-if [[ ${#components[@]} -eq 0 ]]; then
-  components=()
-  for d in "$here"/*/; do [[ -f "$d/build.env" ]] && components+=("$(basename "$d")"); done
-fi
+# Every component folder must have its place in ORDER, so none is silently skipped.
+for d in "$here"/*/; do
+  c=$(basename "$d")
+  if [[ -f "$d/build.env" && " ${ORDER[*]} " != *" $c "* ]]; then
+    die "component '$c' is missing from ORDER in $0" 2
+  fi
+done
+
+requested=("$@")
+for c in "${requested[@]}"; do
+  if [[ " ${ORDER[*]} " != *" $c "* || ! -f "$here/$c/build.env" ]]; then
+    die "no component '$c' (known: ${ORDER[*]})" 2
+  fi
+done
+components=()
+for c in "${ORDER[@]}"; do
+  if [[ ${#requested[@]} -eq 0 && -f "$here/$c/build.env" ]] || [[ " ${requested[*]} " == *" $c "* ]]; then
+    components+=("$c")
+  fi
+done
 
 if [[ -n "${LIFTLOCK_SYSTEM_PULUMI:-}" ]]; then
   # A user with an official CLI may skip the Go build of the engine itself.
   step "pulumi: using $LIFTLOCK_SYSTEM_PULUMI instead of building it"
   cp -f "$LIFTLOCK_SYSTEM_PULUMI" "$bin/pulumi"
-  components=("${components[@]/pulumi}")
+  kept=()
+  for c in "${components[@]}"; do [[ "$c" == pulumi ]] || kept+=("$c"); done
+  components=("${kept[@]}")
 fi
 
 total=$(date +%s)
-for c in "${components[@]}"; do [[ -n "$c" ]] && build_component "$c"; done
+for c in "${components[@]}"; do build_component "$c"; done
 link_python_plugins
 step "done in $(elapsed "$total"); tools in $bin"
