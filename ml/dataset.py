@@ -24,6 +24,7 @@ MODEL_FILE = MODEL_DIR / "model.joblib"
 EVAL_DIR = Path("eval")
 METRICS_FILE = EVAL_DIR / "metrics.json"
 PLOTS_DIR = EVAL_DIR / "plots"
+PREDICTIONS_FILE = EVAL_DIR / "predictions.csv"
 BUNDLE_DIR = Path("bundle")
 MODEL_CARD_SCHEMA = Path("policies/schemas/model_card.schema.json")
 

@@ -1,7 +1,9 @@
 """Stage `evaluate`: score the model on the test split.
 
-Writes `eval/metrics.json` (accuracy, precision, recall, f1, roc_auc for the positive label) and
-the DVC plots `eval/plots/confusion.csv` (actual, predicted per row) and `eval/plots/roc.csv`.
+Writes `eval/metrics.json` (accuracy, precision, recall, f1, roc_auc for the positive label), the
+DVC plots `eval/plots/confusion.csv` (actual, predicted per row) and `eval/plots/roc.csv` (all
+three `cache: false`, committed to git so `dvc metrics diff` reads any revision), and the
+per-row `eval/predictions.csv` (DVC-cached: a fresh clone re-runs this stage to rebuild it).
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline
 
 from ml.contract import load_contract
-from ml.dataset import METRICS_FILE, MODEL_FILE, PLOTS_DIR, TEST_CSV, read_split, write_json
+from ml.dataset import (
+    METRICS_FILE,
+    MODEL_FILE,
+    PLOTS_DIR,
+    PREDICTIONS_FILE,
+    ROW_INDEX,
+    TEST_CSV,
+    read_split,
+    write_json,
+)
 from ml.errors import MLError
 from ml.params import load_params
 from ml.runner import run_stage
@@ -74,6 +85,17 @@ def write_plots(
     roc.round(METRIC_DIGITS).to_csv(out / "roc.csv", index=False, lineterminator="\n")
 
 
+def write_predictions(
+    rows: pd.Index, labels: np.ndarray, predicted: np.ndarray, scores: np.ndarray, out: Path
+) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(
+        {"actual": labels, "predicted": predicted, "score": scores.round(METRIC_DIGITS)},
+        index=rows,
+    )
+    frame.to_csv(out, index_label=ROW_INDEX, lineterminator="\n")
+
+
 def evaluate(
     model_path: Path,
     contract_path: Path,
@@ -81,14 +103,18 @@ def evaluate(
     positive_label: int,
     metrics_path: Path,
     plots_dir: Path,
+    predictions_path: Path | None = None,
 ) -> dict[str, Any]:
     model = load_model(model_path)
-    features, labels = features_and_labels(read_split(test_csv), load_contract(contract_path))
+    test = read_split(test_csv)
+    features, labels = features_and_labels(test, load_contract(contract_path))
     predicted = model.predict(features)
     scores = positive_scores(model, features, positive_label)
     metrics = compute_metrics(labels, predicted, scores, positive_label)
     write_json(metrics_path, metrics)
     write_plots(labels, predicted, scores, positive_label, plots_dir)
+    if predictions_path is not None:
+        write_predictions(test.index, labels, predicted, scores, predictions_path)
     return metrics
 
 
@@ -101,9 +127,12 @@ def evaluate_from_params() -> str:
         params.evaluate.positive_label,
         METRICS_FILE,
         PLOTS_DIR,
+        PREDICTIONS_FILE,
     )
     shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
-    return f"{MODEL_FILE} on {TEST_CSV}: {shown} -> {METRICS_FILE}, {PLOTS_DIR}/"
+    return (
+        f"{MODEL_FILE} on {TEST_CSV}: {shown} -> {METRICS_FILE}, {PLOTS_DIR}/, {PREDICTIONS_FILE}"
+    )
 
 
 def main() -> None:

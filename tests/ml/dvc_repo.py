@@ -57,6 +57,22 @@ class PipelineCopy:
         copy.dvc("cache", "dir", "--local", str(cache))
         return copy
 
+    def commit_all(self, message: str) -> None:
+        self.run("git", "add", "-A")
+        self.run(
+            "git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", message
+        )
+
+    def clone(self, root: Path, cache: Path) -> PipelineCopy:
+        """A fresh `git clone` of this copy with its own empty DVC cache (nothing to pull)."""
+        self.run("git", "clone", "-q", str(self.root), str(root))
+        clone = PipelineCopy(root, cache)
+        clone.dvc("cache", "dir", "--local", str(cache))
+        return clone
+
+    def git_changes(self) -> str:
+        return self.run("git", "status", "--porcelain").output.strip()
+
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         # Stage commands say `python`: make it this interpreter (the venv's).

@@ -59,16 +59,21 @@ def test_fresh_repro_runs_every_stage_then_nothing(reproduced) -> None:
     assert fingerprint["metrics"]["roc_auc"] > 0.95
     assert "roc_auc" in copy.dvc("metrics", "show").output
     assert copy.dvc("plots", "show", "--out", "plots-html").returncode == 0
+    shutil.rmtree(copy.root / "plots-html")
 
 
-def test_two_reproductions_from_empty_caches_are_identical(
-    reproduced, repo_root: Path, tmp_path_factory: pytest.TempPathFactory
+def test_fresh_clone_reproduces_the_same_bundle_from_an_empty_cache(
+    reproduced, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    _, _, fingerprint = reproduced
+    """Commit the first copy (dvc.lock, metrics), clone it, reproduce with an empty cache."""
+    copy, _, fingerprint = reproduced
+    copy.commit_all("reproduced once")
     base = tmp_path_factory.mktemp("pipeline-b")
-    other = PipelineCopy.create(repo_root, base / "repo", base / "cache")
-    other.dvc("repro")
-    assert _fingerprint(other.root) == fingerprint
+    clone = copy.clone(base / "repo", base / "cache")
+    run = clone.dvc("repro")
+    assert run.stages_run == list(STAGES), run.output
+    assert _fingerprint(clone.root) == fingerprint
+    assert clone.git_changes() == "", "reproducing changed committed files (dvc.lock, metrics)"
 
 
 def test_push_and_pull_through_an_overridden_local_remote(reproduced, tmp_path: Path) -> None:
