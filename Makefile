@@ -54,6 +54,11 @@ demo: bootstrap dockerd ## the whole loop on the embedded default
 image: venv dockerd ## build the serving image of $(BUNDLE) (default bundle/), tagged by its digest
 	$(BIN)/python -m ml.serve.image --bundle $(BUNDLE)
 
+.PHONY: train
+train: venv ## reproduce the training pipeline (dvc repro) into bundle/ and push to the local remote
+	@PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	@PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc push --quiet
+
 lock: ## re-pin requirements.lock from the current venv
 	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check | grep -v '^-e ' > requirements.lock
 
