@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ml.bundle import sha256_file
@@ -51,7 +52,8 @@ def test_evaluate_writes_metrics_and_plots(
     model = tmp_path / "model" / "model.joblib"
     train(small_params.train, 0, contract_path, splits["train"], model)
     metrics_path, plots = tmp_path / "eval" / "metrics.json", tmp_path / "eval" / "plots"
-    metrics = evaluate(model, contract_path, splits["test"], 1, metrics_path, plots)
+    predictions = tmp_path / "eval" / "predictions.csv"
+    metrics = evaluate(model, contract_path, splits["test"], 1, metrics_path, plots, predictions)
 
     assert set(json.loads(metrics_path.read_text())) == {
         "accuracy",
@@ -64,6 +66,9 @@ def test_evaluate_writes_metrics_and_plots(
     confusion = (plots / "confusion.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) == 31
     assert (plots / "roc.csv").read_text().startswith("fpr,tpr,threshold\n")
+    rows = pd.read_csv(predictions, index_col="row")
+    assert list(rows.index) == list(range(90, 120))  # the source rows of the test split
+    assert metrics["accuracy"] == round(float((rows["actual"] == rows["predicted"]).mean()), 6)
 
 
 def test_metrics_match_hand_computed_values() -> None:
