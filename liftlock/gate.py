@@ -38,7 +38,6 @@ PACK_DIR = Path("policies")
 MODEL_CARD_SCHEMA = Path("policies") / "schemas" / "model_card.schema.json"
 DATA_REPORT = Path("reports") / "data_validation.json"
 MODEL_CARD = "model_card.json"
-CONTEXT_POLICY = "liftlock-stack-context"
 
 
 @dataclass(kw_only=True)
@@ -308,7 +307,7 @@ def findings_from_events(
             for name in (event.get(key) or {}).get("passed") or []:
                 passed[name] = passed.get(name, 0) + 1
     for name, count in sorted(passed.items()):
-        if name in failed or name == CONTEXT_POLICY or name not in known:
+        if name in failed or name not in known:
             continue
         what = "stack" if known[name].scope == "stack" else f"{count} resource(s)"
         findings.append(

@@ -2,7 +2,7 @@
 
 `pulumi preview --stack <stack> --policy-pack policies` runs it; the rules are the plain functions
 in policies/rules/ (the offline gate runs the same ones), their enforcement level per stack comes
-from policies/gates.yaml (see policies/crossguard.py for how the pack knows the stack).
+from policies/gates.yaml (policies/crossguard.py says how the pack knows the stack).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ if __name__ == "__main__":
 
     from pulumi_policy import EnforcementLevel, PolicyPack
 
-    from policies.crossguard import build_policies
+    from policies.crossguard import pack_policies
 
     PolicyPack(
         name="liftlock-policies",
         enforcement_level=EnforcementLevel.MANDATORY,
-        policies=build_policies(PACK_DIR / "gates.yaml"),
+        policies=pack_policies(PACK_DIR / "gates.yaml"),
     )

@@ -4,12 +4,13 @@ Each resource rule becomes a `ResourceValidationPolicy`, each stack rule a
 `StackValidationPolicy`; both call the same rule function the offline gate calls.
 
 The enforcement level depends on the stack (advisory in dev, mandatory in staging and prod, per
-`policies/gates.yaml`), but a policy pack cannot read stack config, and pulumi-policy fixes a
-violation's level before the policy's `validate` runs. So the pack learns the stack from the first
-URN it sees (`urn:pulumi:<stack>::<project>::...`): `liftlock-stack-context`, the pack's first
-policy, records it; every later policy reads its level from gates.yaml for that stack. The engine
-analyzes resources one at a time, so the first resource's context policy runs before any rule.
-`--policy-pack-config` still wins over gates.yaml (pulumi-policy applies it first).
+`policies/gates.yaml`). A pack cannot read stack config, and the engine fixes every policy's level
+from the pack's `GetAnalyzerInfo` answer, which it asks for once, right after `ConfigureStack`
+told the pack which stack it analyzes. pulumi-policy 1.21 keeps only the tags of that request, so
+`learn_stack_from_engine` wraps its handler to record the stack name first; the policies' levels
+then come from gates.yaml for that stack. Old engines that launch packs through
+`pulumi-analyzer-policy-python` set $PULUMI_STACK instead. `--policy-pack-config` still wins over
+gates.yaml (the engine applies it on top of the pack's levels).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from policies.gates import Gates, load_gates
 from policies.model import UNKNOWN, Level, Rule, object_name
 from policies.rules import all_rules
 
-CONTEXT_POLICY = "liftlock-stack-context"
 KUBERNETES_PREFIX = "kubernetes:"
 _LEVELS = {
     Level.ADVISORY: EnforcementLevel.ADVISORY,
@@ -52,13 +52,6 @@ _UNKNOWN_SENTINELS = frozenset(
         "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",
     }
 )
-
-
-def stack_of(urn: str) -> str | None:
-    """`urn:pulumi:<stack>::<project>::<type>::<name>` -> `<stack>`."""
-    if not urn.startswith("urn:pulumi:"):
-        return None
-    return urn[len("urn:pulumi:") :].split("::", 1)[0] or None
 
 
 def plain(value: Any) -> Any:
@@ -90,19 +83,14 @@ def kube_object(resource_type: str, props: Any) -> dict[str, Any] | None:
 
 
 class StackContext:
-    """The stack this pack judges: from $PULUMI_STACK when the engine sets it, else a URN."""
+    """The stack this pack judges: named by the engine (ConfigureStack) or $PULUMI_STACK."""
 
     def __init__(self, gates: Gates) -> None:
         self.gates = gates
         self.stack: str | None = os.environ.get("PULUMI_STACK") or None
 
-    def observe(self, urn: str) -> None:
-        if self.stack is None:
-            self.stack = stack_of(urn)
-
     def level(self, rule_name: str) -> EnforcementLevel:
-        # Before any URN is seen (the engine asks for the pack's info first) report the strictest
-        # level; violations are only ever reported after the context policy ran.
+        # A stack nobody named is judged as strictly as possible.
         if self.stack is None:
             return EnforcementLevel.MANDATORY
         return _LEVELS[self.gates.level(self.stack, rule_name)]
@@ -127,7 +115,7 @@ class RuleResourcePolicy(ResourceValidationPolicy):
             remediation_steps=rule.fix,
         )
 
-    @property  # type: ignore[override]
+    @property
     def enforcement_level(self) -> EnforcementLevel:
         return self.context.level(self.rule.name)
 
@@ -136,7 +124,6 @@ class RuleResourcePolicy(ResourceValidationPolicy):
         """The level comes from gates.yaml per stack; the constructor's value is ignored."""
 
     def _validate(self, args: ResourceValidationArgs, report: ReportViolation) -> None:
-        self.context.observe(args.urn)
         obj = kube_object(args.resource_type, args.props)
         if obj is None or not self.rule.applies_to(obj):
             args.not_applicable(f"{self.rule.name} judges Kubernetes objects of other kinds")
@@ -157,7 +144,7 @@ class RuleStackPolicy(StackValidationPolicy):
             remediation_steps=rule.fix,
         )
 
-    @property  # type: ignore[override]
+    @property
     def enforcement_level(self) -> EnforcementLevel:
         return self.context.level(self.rule.name)
 
@@ -169,7 +156,6 @@ class RuleStackPolicy(StackValidationPolicy):
         objects: list[dict[str, Any]] = []
         urns: dict[int, str] = {}
         for resource in args.resources:
-            self.context.observe(resource.urn)
             obj = kube_object(resource.resource_type, resource.props)
             if obj is not None:
                 objects.append(obj)
@@ -178,30 +164,34 @@ class RuleStackPolicy(StackValidationPolicy):
             report(_message(self.rule, object_name(obj), problem), urns.get(id(obj)))
 
 
-class StackContextPolicy(ResourceValidationPolicy):
-    """First in the pack: learns the stack from the first URN. Never reports anything."""
-
-    def __init__(self, context: StackContext) -> None:
-        self.context = context
-        super().__init__(
-            name=CONTEXT_POLICY,
-            description="Learns which stack is analyzed, to apply its enforcement levels "
-            "(policies/gates.yaml). Never reports a violation.",
-            validate=self._validate,
-            enforcement_level=EnforcementLevel.ADVISORY,
-        )
-
-    def _validate(self, args: ResourceValidationArgs, report: ReportViolation) -> None:
-        self.context.observe(args.urn)
-
-
-def build_policies(gates_path: Path) -> list[Policy]:
-    """The pack's policies: the context policy, then every resource and stack rule."""
-    context = StackContext(load_gates(gates_path))
-    policies: list[Policy] = [StackContextPolicy(context)]
+def build_policies(gates_path: Path, context: StackContext | None = None) -> list[Policy]:
+    """The pack's policies: every resource and stack rule, at the stack's levels."""
+    context = context or StackContext(load_gates(gates_path))
+    policies: list[Policy] = []
     for rule in all_rules():
         if rule.scope == "resource":
             policies.append(RuleResourcePolicy(rule, context))
         elif rule.scope == "stack":
             policies.append(RuleStackPolicy(rule, context))
     return policies
+
+
+def learn_stack_from_engine(context: StackContext) -> None:
+    """Record the stack the engine names in `ConfigureStack` (see the module docstring)."""
+    from pulumi_policy import policy as pulumi_policy_internals
+
+    servicer = pulumi_policy_internals._PolicyAnalyzerServicer
+    original = servicer.ConfigureStack
+
+    def configure_stack(self: Any, request: Any, grpc_context: Any) -> Any:
+        context.stack = request.stack or context.stack
+        return original(self, request, grpc_context)
+
+    servicer.ConfigureStack = configure_stack  # type: ignore[method-assign]
+
+
+def pack_policies(gates_path: Path) -> list[Policy]:
+    """What policies/__main__.py assembles: the policies, levels learned from the engine."""
+    context = StackContext(load_gates(gates_path))
+    learn_stack_from_engine(context)
+    return build_policies(gates_path, context)

@@ -1,26 +1,28 @@
-"""The CrossGuard adapter without the engine: levels per stack from the URN, plain objects,
-violations naming rule and resource (the engine tests run the pack for real)."""
+"""The CrossGuard adapter without the engine: levels per stack from the stack the engine names,
+plain objects, violations naming rule and resource (test_pack_engine runs the pack for real)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pulumi.runtime.proto import analyzer_pb2
 from pulumi_policy import EnforcementLevel, PolicyResource, ResourceValidationArgs
+from pulumi_policy import policy as pulumi_policy_internals
 from pulumi_policy.policy import StackValidationArgs, _NotApplicableError
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from policies.crossguard import (
-    CONTEXT_POLICY,
-    RuleResourcePolicy,
     RuleStackPolicy,
+    StackContext,
     build_policies,
     kube_object,
+    learn_stack_from_engine,
     plain,
-    stack_of,
 )
-from policies.gates import GATES_PATH
+from policies.gates import GATES_PATH, load_gates
 from policies.model import UNKNOWN
 from tests.policies import objects as k8s
 
@@ -40,14 +42,15 @@ def resource_args(
 
 
 @pytest.fixture
-def policies(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def context(monkeypatch: pytest.MonkeyPatch) -> StackContext:
     monkeypatch.delenv("PULUMI_STACK", raising=False)
-    return {policy.name: policy for policy in build_policies(Path(GATES_PATH))}
+    return StackContext(load_gates())
 
 
-def test_urn_names_the_stack() -> None:
-    assert stack_of(urn("prod")) == "prod"
-    assert stack_of("not-a-urn") is None
+@pytest.fixture
+def policies(context: StackContext) -> dict[str, Any]:
+    context.stack = "prod"
+    return {policy.name: policy for policy in build_policies(Path(GATES_PATH), context)}
 
 
 def test_plain_unwraps_proxies_and_marks_unknowns() -> None:
@@ -60,22 +63,30 @@ def test_plain_unwraps_proxies_and_marks_unknowns() -> None:
     assert kube_object("docker:index:Container", {}) is None
 
 
-def test_context_policy_comes_first_and_sets_levels_per_stack(policies: dict[str, Any]) -> None:
-    assert next(iter(policies)) == CONTEXT_POLICY
-    rule_policy = policies["no-privileged-containers"]
-    assert isinstance(rule_policy, RuleResourcePolicy)
-    # Before any resource is seen the pack claims the strictest level ...
-    assert rule_policy.enforcement_level is EnforcementLevel.MANDATORY
-    # ... the first URN decides: dev is advisory.
-    policies[CONTEXT_POLICY].validate(resource_args("dev", k8s.deployment()), lambda *a: None)
-    assert rule_policy.enforcement_level is EnforcementLevel.ADVISORY
-    assert policies["min-replicas"].enforcement_level is EnforcementLevel.ADVISORY
-
-
-def test_env_stack_wins_when_the_engine_sets_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PULUMI_STACK", "prod")
-    built = {p.name: p for p in build_policies(Path(GATES_PATH))}
+def test_levels_follow_the_stack_the_engine_names(
+    context: StackContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    servicer = pulumi_policy_internals._PolicyAnalyzerServicer
+    monkeypatch.setattr(servicer, "ConfigureStack", servicer.ConfigureStack)  # restored after
+    built = {p.name: p for p in build_policies(Path(GATES_PATH), context)}
+    # Before the engine names the stack the pack claims the strictest level.
+    assert built["no-privileged-containers"].enforcement_level is EnforcementLevel.MANDATORY
+    learn_stack_from_engine(context)
+    request = analyzer_pb2.AnalyzerStackConfigureRequest(stack="dev", project="liftlock")
+    servicer.ConfigureStack(SimpleNamespace(), request, None)
+    assert context.stack == "dev"
+    assert built["no-privileged-containers"].enforcement_level is EnforcementLevel.ADVISORY
+    assert built["min-replicas"].enforcement_level is EnforcementLevel.ADVISORY
+    context.stack = "staging"
+    assert built["min-replicas"].enforcement_level is EnforcementLevel.ADVISORY  # override
     assert built["pss-restricted"].enforcement_level is EnforcementLevel.MANDATORY
+
+
+def test_env_stack_is_used_when_the_engine_sets_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULUMI_STACK", "prod")
+    assert StackContext(load_gates()).level("pss-restricted") is EnforcementLevel.MANDATORY
+    monkeypatch.setenv("PULUMI_STACK", "dev")
+    assert StackContext(load_gates()).level("pss-restricted") is EnforcementLevel.ADVISORY
 
 
 def test_resource_policy_reports_rule_resource_and_fix(policies: dict[str, Any]) -> None:

@@ -106,6 +106,18 @@ def test_prod_preview_fails_naming_rule_and_resource(
     assert failed == [(rule, Verdict.FAIL)], result.describe()
     (violation,) = [f for f in findings if f.rule == rule]
     assert violation.subject == "model (Deployment/liftlock-prod/model)"
+    if variant == "privileged":
+        # What a person running the plain command sees.
+        plain = pulumi("preview", "--policy-pack", str(PACK), check=False)
+        assert plain.returncode != 0
+        assert (
+            "[mandatory]  no-privileged-containers  (kubernetes:apps/v1:Deployment: model)"
+            in plain.output
+        ), plain.describe()
+        assert (
+            "[no-privileged-containers] Deployment/liftlock-prod/model: container 'model' runs"
+            in plain.output
+        )
 
 
 def test_compliant_program_passes_prod_and_dev_only_warns(
