@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from liftlock.errors import ConfigError
 
 NAMESPACE = "liftlock"
 
 
-def _yaml():  # type: ignore[no-untyped-def]
+def _yaml() -> Any:
     from ruamel.yaml import YAML
 
     yaml = YAML()  # round-trip: comments and order survive
