@@ -200,13 +200,16 @@ def combine_splits(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(splits, names=["split", "row"])
 
 
-def _examples(frame: pd.DataFrame, column: str, mask: pd.Series, limit: int) -> Violation:
-    failing = frame.loc[mask, column].head(limit)
+def _row_violation(
+    frame: pd.DataFrame, column: str, failing: pd.Series, rule: str, message: str, limit: int
+) -> Violation:
+    """A violation by some rows, quoting the first `limit` of them by split and source row."""
+    quoted = frame.loc[failing, column].head(limit)
     examples = [
         {"split": str(split), "row": int(row), "value": _plain(value)}
-        for (split, row), value in failing.items()
+        for (split, row), value in quoted.items()
     ]
-    return Violation(column=column, rule="", message="", count=int(mask.sum()), examples=examples)
+    return Violation(column, rule, message, count=int(failing.sum()), examples=examples)
 
 
 def _plain(value: Any) -> Any:
@@ -222,12 +225,15 @@ def _numeric(series: pd.Series) -> pd.Series:
     return pd.to_numeric(series, errors="coerce")
 
 
+def _present(frame: pd.DataFrame, contract: Contract) -> list[Column]:
+    return [column for column in contract.columns() if column.name in frame.columns]
+
+
 def check_required(frame: pd.DataFrame, contract: Contract, limit: int) -> list[Violation]:
-    missing = [c.name for c in contract.columns() if c.name in contract.required]
     return [
-        Violation(name, "required", "column is missing from the data")
-        for name in missing
-        if name not in frame.columns
+        Violation(column.name, "required", "column is missing from the data")
+        for column in contract.columns()
+        if column.name in contract.required and column.name not in frame.columns
     ]
 
 
@@ -236,7 +242,7 @@ def check_additional(frame: pd.DataFrame, contract: Contract, limit: int) -> lis
         return []
     known = {column.name for column in contract.columns()}
     return [
-        Violation(name, "additionalProperties", "column is not in the contract")
+        Violation(str(name), "additionalProperties", "column is not in the contract")
         for name in frame.columns
         if name not in known
     ]
@@ -244,61 +250,59 @@ def check_additional(frame: pd.DataFrame, contract: Contract, limit: int) -> lis
 
 def check_type(frame: pd.DataFrame, contract: Contract, limit: int) -> list[Violation]:
     violations = []
-    for column in contract.columns():
-        if column.name not in frame.columns:
-            continue
+    for column in _present(frame, contract):
         raw = frame[column.name]
         numbers = _numeric(raw)
-        bad = raw.notna() & numbers.isna()
+        failing = raw.notna() & numbers.isna()
         if column.type == "integer":
-            bad |= numbers.notna() & (numbers % 1 != 0)
+            failing |= numbers.notna() & (numbers % 1 != 0)
         if not column.nullable:
-            bad |= raw.isna()
-        if bad.any():
-            found = _examples(frame, column.name, bad, limit)
+            failing |= raw.isna()
+        if failing.any():
             allowed = column.type + (" or null" if column.nullable else "")
-            found.rule, found.message = "type", f"values must be {allowed}"
-            violations.append(found)
+            message = f"values must be {allowed}"
+            violations.append(_row_violation(frame, column.name, failing, "type", message, limit))
     return violations
 
 
-def check_range(frame: pd.DataFrame, contract: Contract, limit: int) -> list[Violation]:
+def check_minimum(frame: pd.DataFrame, contract: Contract, limit: int) -> list[Violation]:
     violations = []
-    for column in contract.columns():
-        if column.name not in frame.columns:
+    for column in _present(frame, contract):
+        if column.minimum is None:
             continue
-        numbers = _numeric(frame[column.name])
-        for rule, bound, bad in (
-            (
-                "minimum",
-                column.minimum,
-                numbers < column.minimum if column.minimum is not None else None,
-            ),
-            (
-                "maximum",
-                column.maximum,
-                numbers > column.maximum if column.maximum is not None else None,
-            ),
-        ):
-            if bad is not None and bad.any():
-                found = _examples(frame, column.name, bad, limit)
-                sign = ">=" if rule == "minimum" else "<="
-                found.rule, found.message = rule, f"values must be {sign} {bound}"
-                violations.append(found)
+        failing = _numeric(frame[column.name]) < column.minimum
+        if failing.any():
+            message = f"values must be >= {column.minimum}"
+            violations.append(
+                _row_violation(frame, column.name, failing, "minimum", message, limit)
+            )
+    return violations
+
+
+def check_maximum(frame: pd.DataFrame, contract: Contract, limit: int) -> list[Violation]:
+    violations = []
+    for column in _present(frame, contract):
+        if column.maximum is None:
+            continue
+        failing = _numeric(frame[column.name]) > column.maximum
+        if failing.any():
+            message = f"values must be <= {column.maximum}"
+            violations.append(
+                _row_violation(frame, column.name, failing, "maximum", message, limit)
+            )
     return violations
 
 
 def check_enum(frame: pd.DataFrame, contract: Contract, limit: int) -> list[Violation]:
     violations = []
-    for column in contract.columns():
-        if column.enum is None or column.name not in frame.columns:
+    for column in _present(frame, contract):
+        if column.enum is None:
             continue
         numbers = _numeric(frame[column.name])
-        bad = numbers.notna() & ~numbers.isin(column.enum)
-        if bad.any():
-            found = _examples(frame, column.name, bad, limit)
-            found.rule, found.message = "enum", f"values must be one of {list(column.enum)}"
-            violations.append(found)
+        failing = numbers.notna() & ~numbers.isin(column.enum)
+        if failing.any():
+            message = f"values must be one of {list(column.enum)}"
+            violations.append(_row_violation(frame, column.name, failing, "enum", message, limit))
     return violations
 
 
@@ -317,19 +321,17 @@ def check_rows(frame: pd.DataFrame, contract: Contract, limit: int) -> list[Viol
 
 def check_null_fraction(frame: pd.DataFrame, contract: Contract, limit: int) -> list[Violation]:
     violations = []
-    for column in contract.columns():
-        if column.name not in frame.columns or not len(frame):
-            continue
+    for column in _present(frame, contract):
         nulls = frame[column.name].isna()
-        fraction = float(nulls.mean())
+        fraction = float(nulls.mean()) if len(frame) else 0.0
         if fraction > contract.max_null_fraction:
-            found = _examples(frame, column.name, nulls, limit)
-            found.rule = "max_null_fraction"
-            found.message = (
+            message = (
                 f"{fraction:.1%} of values are null, the contract allows "
                 f"{contract.max_null_fraction:.1%}"
             )
-            violations.append(found)
+            violations.append(
+                _row_violation(frame, column.name, nulls, "max_null_fraction", message, limit)
+            )
     return violations
 
 
@@ -353,15 +355,28 @@ def check_class_balance(frame: pd.DataFrame, contract: Contract, limit: int) -> 
     return violations
 
 
+# One function per rule, in the order they are reported; RULE_NAMES is what the report lists.
 RULES = (
     check_required,
     check_additional,
     check_type,
-    check_range,
+    check_minimum,
+    check_maximum,
     check_enum,
     check_rows,
     check_null_fraction,
     check_class_balance,
+)
+RULE_NAMES = (
+    "required",
+    "additionalProperties",
+    "type",
+    "minimum",
+    "maximum",
+    "enum",
+    "rows",
+    "max_null_fraction",
+    "class_fraction",
 )
 
 

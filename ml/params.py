@@ -131,7 +131,7 @@ class _Section:
             )
         return self._raw[key]
 
-    def _fail(self, key: str, expected: str, value: Any) -> ParamsError:
+    def fail(self, key: str, expected: str, value: Any) -> ParamsError:
         return ParamsError(
             f"{self._source}: '{self._key(key)}' must be {expected}, got {value!r}",
             hint=f"fix '{self._key(key)}' in {self._source}",
@@ -143,15 +143,15 @@ class _Section:
     def integer(self, key: str, *, minimum: int | None = None) -> int:
         value = self._get(key)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self._fail(key, "an integer", value)
+            raise self.fail(key, "an integer", value)
         if minimum is not None and value < minimum:
-            raise self._fail(key, f"an integer >= {minimum}", value)
+            raise self.fail(key, f"an integer >= {minimum}", value)
         return value
 
     def number(self, key: str, *, above: float | None = None, below: float | None = None) -> float:
         value = self._get(key)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self._fail(key, "a number", value)
+            raise self.fail(key, "a number", value)
         if (above is not None and value <= above) or (below is not None and value >= below):
             bounds = " and ".join(
                 part
@@ -161,21 +161,21 @@ class _Section:
                 )
                 if part
             )
-            raise self._fail(key, f"a number {bounds}", value)
+            raise self.fail(key, f"a number {bounds}", value)
         return float(value)
 
     def text(self, key: str, *, choices: tuple[str, ...] | None = None) -> str:
         value = self._get(key)
         if not isinstance(value, str) or not value.strip():
-            raise self._fail(key, "a non-empty string", value)
+            raise self.fail(key, "a non-empty string", value)
         if choices is not None and value not in choices:
-            raise self._fail(key, "one of " + ", ".join(choices), value)
+            raise self.fail(key, "one of " + ", ".join(choices), value)
         return value
 
     def texts(self, key: str) -> tuple[str, ...]:
         value = self._get(key)
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise self._fail(key, "a list of non-empty strings", value)
+            raise self.fail(key, "a list of non-empty strings", value)
         return tuple(value)
 
     def done(self) -> None:
@@ -194,7 +194,7 @@ def _check_source(section: _Section, source: str) -> str:
     path = Path(source)
     # DVC tracks data/raw as a dependency of `prepare`; a CSV elsewhere would change unnoticed.
     if path.is_absolute() or path.parts[:2] != ("data", "raw") or path.suffix != ".csv":
-        raise section._fail("source", f"'{BUILTIN_SOURCE}' or a .csv file under data/raw/", source)
+        raise section.fail("source", f"'{BUILTIN_SOURCE}' or a .csv file under data/raw/", source)
     return source
 
 

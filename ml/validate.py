@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from ml.bundle import sha256_file
-from ml.contract import Contract, Violation, check_data, column_stats, combine_splits, load_contract
+from ml.contract import (
+    RULE_NAMES,
+    Contract,
+    Violation,
+    check_data,
+    column_stats,
+    combine_splits,
+    load_contract,
+)
 from ml.dataset import TEST_CSV, TRAIN_CSV, VALIDATION_REPORT, read_split, write_json
 from ml.errors import DataContractError
 from ml.params import load_params
@@ -29,17 +37,7 @@ def build_report(
             name: {"path": path.as_posix(), "sha256": sha256_file(path)}
             for name, path in splits.items()
         },
-        "rules": [
-            "required",
-            "additionalProperties",
-            "type",
-            "minimum",
-            "maximum",
-            "enum",
-            "rows",
-            "max_null_fraction",
-            "class_fraction",
-        ],
+        "rules": list(RULE_NAMES),
         "violations": [violation.as_dict() for violation in violations],
         "columns": stats,
     }
