@@ -157,7 +157,11 @@ def namespace_values(flat: Mapping[str, Any], namespace: str = NAMESPACE) -> dic
 
 
 def read_stack_file(path: Path) -> dict[str, Any]:
-    """The `liftlock:` values of a stack file, as YAML types (for liftlock's gates and preview)."""
+    """The `liftlock:` values of a stack file, typed (for liftlock's gates and preview).
+
+    `pulumi config set` and `pulumi stack init` write numbers as strings ("3"); like the engine's
+    values, those are decoded by the schema's declared type.
+    """
     if not path.is_file():
         raise StackConfigError(str(path), [f"{path}: no such stack file"])
     with path.open(encoding="utf-8") as handle:
@@ -165,7 +169,7 @@ def read_stack_file(path: Path) -> dict[str, Any]:
     config = document.get("config") or {}
     if not isinstance(config, dict):
         raise StackConfigError(str(path), ["key 'config' must be a mapping of key to value"])
-    return namespace_values(config)
+    return decode_raw_values(namespace_values(config), load_schema())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,12 +12,7 @@ import pulumi_kubernetes as k8s
 from infra.components.drift_monitor import DriftMonitor, DriftMonitorArgs
 from infra.components.gitops_application import GitOpsApplication, GitOpsApplicationArgs
 from infra.components.local_service import LocalService, LocalServiceArgs
-from infra.components.model_image import (
-    ModelImage,
-    ModelImageArgs,
-    context_files,
-    context_hash,
-)
+from infra.components.model_image import ModelImage, ModelImageArgs, build_context_hash
 from infra.components.model_service import OBJECT_NAME, ModelService, ModelServiceArgs
 from infra.config import StackConfig, StackConfigError
 from infra.kubeconfig import check_cluster_reachable
@@ -30,10 +25,6 @@ from infra.lineage import (
     object_labels,
     selector_labels,
 )
-
-#: The serving image's build: Dockerfile and what it reads, relative to the repository root.
-DOCKERFILE = "ml/serve/container/Dockerfile"
-BUILD_CONTEXT_INCLUDES = ("ml/serve/container", "ml/*.py", "ml/serve", "liftlock", "pyproject.toml")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,7 +57,6 @@ def declare_docker_stack(config: StackConfig, root: Path) -> StackOutputs:
                 "remove it to deploy whatever the bundle folder holds"
             ],
         )
-    includes = (*BUILD_CONTEXT_INCLUDES, config.bundle_dir)
     labels = {
         "liftlock.io/stack": config.stack,
         "liftlock.io/bundle-digest": digest,
@@ -79,11 +69,8 @@ def declare_docker_stack(config: StackConfig, root: Path) -> StackOutputs:
         args=ModelImageArgs(
             repository=config.image_repository,
             bundle_digest=digest,
-            context_dir=root,
-            dockerfile=DOCKERFILE,
-            context_hash=context_hash(context_files(root, includes), root=root),
-            build_args={"BUNDLE_DIR": config.bundle_dir},
-            labels=labels,
+            bundle_dir=bundle_dir,
+            context_hash=build_context_hash(bundle_dir),
         ),
     )
     service = LocalService(

@@ -17,7 +17,8 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
 
-RUN_AS = "10001:10001"
+#: nobody:nogroup, as the serving image declares (ml/serve/container/Dockerfile)
+RUN_AS = "65534:65534"
 READY_TIMEOUT_SECONDS = 90.0
 MANAGED_LABEL = "liftlock.io/managed-by"
 #: any change to these recreates the container (same name and port: delete first)

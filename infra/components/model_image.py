@@ -1,32 +1,34 @@
 """ModelImage: the serving image with the bundle baked in, built on the local Docker engine.
 
-A dynamic provider (the pulumi-docker plugin cannot be obtained here) using the `docker` Python
-package. The diff looks only at the build context's content hash and the bundle digest (and the
-tag they imply), so an unchanged bundle and context mean no change; the tag is derived from the
-bundle digest; delete removes that tag and nothing else.
+A dynamic provider (the pulumi-docker plugin cannot be obtained here) that builds through
+`ml.serve.image.build_image` (the `docker` Python package, offline, from a local base image).
+The diff looks only at the build context's content hash and the bundle digest (and the tag they
+imply), so an unchanged bundle and context mean no change; the tag is derived from the bundle
+digest; delete removes that tag and nothing else.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-TAG_PREFIX = "b-"
-TAG_HEX_CHARS = 12
-#: inputs that mean "a different image"; anything else (e.g. labels) rebuilds in place
-_REBUILD_KEYS = ("context_hash", "bundle_digest", "dockerfile", "build_args", "context_dir")
+#: inputs that mean "rebuild" (a new tag means a new image: replace)
+_REBUILD_KEYS = ("context_hash", "bundle_digest", "bundle_dir")
 
 
 def image_tag(repository: str, bundle_digest: str) -> str:
-    """`liftlock-model:b-<first 12 hex of the bundle digest>`."""
-    return f"{repository}:{TAG_PREFIX}{bundle_digest.split(':', 1)[-1][:TAG_HEX_CHARS]}"
+    """`liftlock-model:b-<first 12 hex of the bundle digest>` (as ml.serve.image tags it)."""
+    from ml.serve.image import image_tag as serve_image_tag
+
+    return serve_image_tag(bundle_digest, repository)
 
 
 def context_hash(files: Iterable[Path], *, root: Path) -> str:
@@ -42,17 +44,32 @@ def context_hash(files: Iterable[Path], *, root: Path) -> str:
 
 
 def context_files(root: Path, includes: Iterable[str]) -> list[Path]:
-    """Files under `root` matched by the include globs (folders count with all they hold)."""
+    """Files under `root` named by `includes` (folders count with all they hold)."""
     found: set[Path] = set()
-    for pattern in includes:
-        for path in root.glob(pattern):
-            if path.is_dir():
-                found.update(
-                    p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-                )
-            elif path.is_file():
-                found.add(path)
+    for name in includes:
+        path = root / name
+        if path.is_dir():
+            found.update(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        elif path.is_file():
+            found.add(path)
     return sorted(found)
+
+
+#: What the server in the image runs from, among what `ml.serve.image` packs into its wheel
+#: (README, policies/ and infra/ ride along but never run there, so they do not force a rebuild).
+RUNTIME_SOURCES = ("pyproject.toml", "requirements.lock", "liftlock", "ml")
+
+
+def build_context_hash(bundle_dir: Path) -> str:
+    """Content hash of what the serving image is made of: the server's sources and pins, the
+    Dockerfile and the bundle (see ml.serve.image.build_image)."""
+    from ml.serve.image import CONTAINER_DIR, REPO_ROOT
+
+    sources = context_files(REPO_ROOT, RUNTIME_SOURCES)
+    sources.append(CONTAINER_DIR / "Dockerfile")
+    source_hash = context_hash(sources, root=REPO_ROOT)
+    bundle_hash = context_hash(context_files(bundle_dir, (".",)), root=bundle_dir)
+    return "sha256:" + hashlib.sha256(f"{source_hash}|{bundle_hash}".encode()).hexdigest()
 
 
 def _docker_client() -> Any:
@@ -61,25 +78,26 @@ def _docker_client() -> Any:
     return docker.from_env(timeout=600)
 
 
+def _log_to_stderr(line: str) -> None:
+    # stdout of a provider belongs to the engine handshake; progress goes to stderr.
+    print(line, file=sys.stderr, flush=True)
+
+
 class ModelImageProvider(ResourceProvider):
     """Builds with `docker build`; id = the tag."""
 
     serialize_as_secret_always = False
 
     def _build(self, props: dict[str, Any]) -> dict[str, Any]:
-        client = _docker_client()
-        image, _logs = client.images.build(
-            path=props["context_dir"],
-            dockerfile=props["dockerfile"],
-            tag=props["tag"],
-            buildargs=dict(props.get("build_args") or {}),
-            labels=dict(props.get("labels") or {}),
-            rm=True,
-            forcerm=True,
-            pull=False,
-            network_mode="none",
+        from ml.serve.image import build_image
+
+        image_id = build_image(
+            Path(props["bundle_dir"]),
+            props["tag"],
+            repository=props["repository"],
+            log=_log_to_stderr,
         )
-        return {**props, "image_id": image.id}
+        return {**props, "image_id": image_id}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._build(props)
@@ -89,8 +107,6 @@ class ModelImageProvider(ResourceProvider):
         if olds.get("tag") != news.get("tag") or olds.get("repository") != news.get("repository"):
             return DiffResult(changes=True, replaces=["tag"], delete_before_replace=False)
         changed = [key for key in _REBUILD_KEYS if olds.get(key) != news.get(key)]
-        if olds.get("labels") != news.get("labels"):
-            changed.append("labels")
         if not changed and not self._image_present(olds):
             changed.append("image_id")
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
@@ -120,13 +136,9 @@ class ModelImageProvider(ResourceProvider):
 class ModelImageArgs:
     repository: str
     bundle_digest: str
-    context_dir: Path
-    #: Dockerfile path relative to the context
-    dockerfile: str
-    #: content hash of everything the build reads (see context_hash)
+    bundle_dir: Path
+    #: content hash of everything the build reads (see build_context_hash)
     context_hash: str
-    build_args: dict[str, str] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
 
 
 class _ModelImageResource(pulumi.dynamic.Resource, module="liftlock", name="ModelImage"):
@@ -153,11 +165,8 @@ class ModelImage(pulumi.ComponentResource):
                 "repository": args.repository,
                 "tag": tag,
                 "bundle_digest": args.bundle_digest,
-                "context_dir": str(args.context_dir),
-                "dockerfile": args.dockerfile,
+                "bundle_dir": str(args.bundle_dir),
                 "context_hash": args.context_hash,
-                "build_args": dict(args.build_args),
-                "labels": dict(args.labels),
             },
             child,
         )

@@ -16,7 +16,8 @@ import pulumi_kubernetes as k8s
 from infra.config import Autoscaling, Exposure, Resources
 
 SERVICE_PORT = 8080
-RUN_AS_USER = 10001
+#: the serving image runs as nobody:nogroup (ml/serve/container/Dockerfile)
+RUN_AS_USER = 65534
 OBJECT_NAME = "liftlock-model"
 SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
 

@@ -1,0 +1,138 @@
+"""Benchmark: `pulumi up` with no changes and `pulumi preview`, per stack, against the engine's
+floor (the same commands on an empty Python program), median of several runs.
+
+    .venv/bin/python benchmarks/infra.py [--runs 5] [--stacks staging prod dev]
+
+Runs on a throwaway copy of the project and a throwaway file:// backend; the checkout's deploy/
+and .pulumi-state/ are not touched. dev needs the local Docker engine and the serving base image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from liftlock.engine.env import engine_environment  # noqa: E402
+
+PULUMI = REPO_ROOT / ".tools" / "bin" / "pulumi"
+EMPTY_PROGRAM = "import pulumi\n\npulumi.export('empty', True)\n"
+EMPTY_PROJECT = """name: liftlock-empty
+runtime:
+  name: python
+  options:
+    toolchain: pip
+    virtualenv: .venv
+"""
+
+
+def pulumi(cwd: Path, backend: Path, *args: str) -> float:
+    """Run one pulumi command; return its wall time in seconds (fail loudly)."""
+    env = engine_environment(REPO_ROOT, backend_dir=backend)
+    env["LIFTLOCK_ROOT"] = str(cwd)
+    started = time.perf_counter()
+    result = subprocess.run(
+        [str(PULUMI), *args, "--non-interactive"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(
+            f"pulumi {' '.join(args)} failed in {cwd}:\n{result.stdout}\n{result.stderr}"
+        )
+    return elapsed
+
+
+def median_of(runs: int, cwd: Path, backend: Path, *args: str) -> float:
+    return statistics.median(pulumi(cwd, backend, *args) for _ in range(runs))
+
+
+def copy_project(workdir: Path) -> Path:
+    root = workdir / "project"
+    root.mkdir()
+    shutil.copy2(REPO_ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
+    ignore = shutil.ignore_patterns("__pycache__")
+    for folder in ("infra", "stacks", "bundle", "deploy", "ml", "liftlock", "wheelhouse"):
+        if (REPO_ROOT / folder).is_dir():
+            shutil.copytree(REPO_ROOT / folder, root / folder, ignore=ignore, symlinks=True)
+    for name in ("pyproject.toml",):
+        shutil.copy2(REPO_ROOT / name, root / name)
+    (root / ".venv").symlink_to(REPO_ROOT / ".venv")
+    return root
+
+
+def empty_project(workdir: Path) -> Path:
+    root = workdir / "empty"
+    root.mkdir()
+    (root / "Pulumi.yaml").write_text(EMPTY_PROJECT, encoding="utf-8")
+    (root / "__main__.py").write_text(EMPTY_PROGRAM, encoding="utf-8")
+    (root / ".venv").symlink_to(REPO_ROOT / ".venv")
+    return root
+
+
+def measure(runs: int, cwd: Path, backend: Path, stack: str) -> tuple[float, float]:
+    """(median no-change up, median preview) of an already-deployed stack."""
+    up = median_of(runs, cwd, backend, "up", "--stack", stack, "--yes", "--expect-no-changes")
+    preview = median_of(runs, cwd, backend, "preview", "--stack", stack, "--expect-no-changes")
+    return up, preview
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs per command (median reported)")
+    parser.add_argument(
+        "--stacks", nargs="+", default=["staging", "prod", "dev"], help="stacks to measure"
+    )
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="liftlock-bench-infra-") as scratch:
+        workdir = Path(scratch)
+        backend = workdir / "backend"
+        backend.mkdir()
+        empty = empty_project(workdir)
+        pulumi(empty, backend, "stack", "init", "floor")
+        pulumi(empty, backend, "up", "--stack", "floor", "--yes")
+        floor_up, floor_preview = measure(options.runs, empty, backend, "floor")
+        print(f"engine floor (empty program): up {floor_up:.2f}s  preview {floor_preview:.2f}s")
+        project = copy_project(workdir)
+        print(f"{'stack':<8} {'up (no change)':>15} {'ratio':>6} {'preview':>9} {'ratio':>6}")
+        try:
+            for stack in options.stacks:
+                pulumi(project, backend, "stack", "init", stack)
+                pulumi(project, backend, "up", "--stack", stack, "--yes")
+                up, preview = measure(options.runs, project, backend, stack)
+                print(
+                    f"{stack:<8} {up:>14.2f}s {up / floor_up:>5.1f}x "
+                    f"{preview:>8.2f}s {preview / floor_preview:>5.1f}x",
+                    flush=True,
+                )
+        finally:
+            for stack in options.stacks:
+                if stack == "dev":
+                    # Removes the container and the image tag this run created.
+                    subprocess.run(
+                        [str(PULUMI), "destroy", "--stack", stack, "--yes", "--non-interactive"],
+                        cwd=project,
+                        env={
+                            **engine_environment(REPO_ROOT, backend_dir=backend),
+                            "LIFTLOCK_ROOT": str(project),
+                        },
+                        capture_output=True,
+                        check=False,
+                    )
+        print(f"median of {options.runs} runs each; same engine, backend and language host")
+
+
+if __name__ == "__main__":
+    main()
