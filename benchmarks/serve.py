@@ -158,7 +158,8 @@ def wrk(url: str, body: Path, connections: int, duration: float, work: Path) -> 
     script.write_text(WRK_SCRIPT)
     env = {**os.environ, "BENCH_BODY": str(body)}
     command = [
-        "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s", str(script), url,
+        "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
+        "-s", str(script), url,
     ]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
     return {
@@ -287,7 +288,7 @@ def run_http(
     for scenario, rows, connections in SCENARIOS:
         body = work / f"{name}-{rows}.json"
         body.write_bytes(body_for(features, x[:rows]))
-        wrk(url, body, connections, 1.5, work)  # warm-up
+        wrk(url, body, connections, 2, work)  # warm-up
         measured = wrk(url, body, connections, duration, work)
         results.append(
             Result(

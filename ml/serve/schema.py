@@ -11,6 +11,7 @@ numbers that overflow a double; the ranges reject the rest).
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import operator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from ml.errors import BundleError
 
 FLOAT_TYPES = {"float", "float32", "float64", "double", "number", "real"}
 INT_TYPES = {"int", "int32", "int64", "integer"}
+_NUMBER_TYPES = frozenset((int, float))
 ROW_HINT = 'send {"row": {feature: value, ...}} or {"rows": [{feature: value, ...}, ...]}'
 
 
@@ -134,19 +136,14 @@ class RequestParser:
             complete = set(map(len, rows)) == {self._n}
         except (KeyError, TypeError):
             complete = False
-        if complete:
+        # Only JSON numbers may pass (bool is not int here: type() is exact); anything else,
+        # including null, goes to the slow path, which names it or accepts a nullable null.
+        if complete and _NUMBER_TYPES.issuperset(map(type, itertools.chain.from_iterable(values))):
             try:
-                matrix = np.array(values)
-            except (ValueError, OverflowError):
+                matrix = np.array(values, dtype=np.float64)
+            except OverflowError:  # an integer too large for a double
                 matrix = None
-            if (
-                matrix is not None
-                and matrix.dtype.kind in "fi"
-                and b"true" not in body
-                and b"false" not in body
-            ):
-                if matrix.dtype.kind == "i":
-                    matrix = matrix.astype(np.float64)
+            if matrix is not None:
                 out_of_range = (matrix < self._low) | (matrix > self._high)
                 if self._has_integer:
                     fraction = matrix[:, self._integer] != np.floor(matrix[:, self._integer])
@@ -156,8 +153,8 @@ class RequestParser:
         problem = self._diagnose(rows, prefix)
         if problem is not None:
             raise problem
-        # Valid after all: nulls in nullable features (sent to the model as NaN, which the
-        # model's imputer fills), or a feature name containing "true" fooled the fast path.
+        # Valid after all: nulls in nullable features, sent to the model as NaN (its imputer
+        # fills them).
         return np.array(
             [[np.nan if row[name] is None else float(row[name]) for name in names] for row in rows],
             dtype=np.float64,
