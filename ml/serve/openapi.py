@@ -54,23 +54,17 @@ def _models(
 ) -> tuple[type[BaseModel], type[BaseModel], type[BaseModel]]:
     forbid = ConfigDict(extra="forbid", populate_by_name=False)
     row_fields = {f"feature_{i}": _feature_field(spec) for i, spec in enumerate(specs)}
-    row = create_model("Row", __config__=forbid, **row_fields)  # type: ignore[call-overload]
-    one = create_model("PredictOne", __config__=forbid, row=(row, ...))  # type: ignore[call-overload]
+    row: Any = create_model("Row", __config__=forbid, **row_fields)  # type: ignore[call-overload]
+    one = create_model("PredictOne", __config__=forbid, row=(row, ...))
     rows_field = Field(min_length=1, max_length=max_rows)
-    many = create_model(  # type: ignore[call-overload]
-        "PredictMany", __config__=forbid, rows=(list[row], rows_field)
-    )
-    label_type: Any = (
-        Literal[tuple(bundle.classes)]  # type: ignore[misc]
-        if bundle.classes
-        else int
-    )
-    probability = Annotated[float, Field(ge=0.0, le=1.0)]
-    response = create_model(  # type: ignore[call-overload]
+    many = create_model("PredictMany", __config__=forbid, rows=(list[row], rows_field))
+    label_type: Any = Literal[tuple(bundle.classes)] if bundle.classes else int
+    probability: Any = Annotated[float, Field(ge=0.0, le=1.0)]
+    response = create_model(
         "PredictResponse",
         predictions=(list[label_type], Field(description="Predicted class per row")),
         probabilities=(
-            list[list[probability]],  # type: ignore[valid-type]
+            list[list[probability]],
             Field(description="Per row, one probability per class in `classes` order"),
         ),
         classes=(list[label_type], ...),
