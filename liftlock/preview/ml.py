@@ -14,7 +14,6 @@ metrics read with `dvc metrics show`. If that fails too the comment says so: nev
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,8 +22,6 @@ from typing import Any
 from liftlock.preview.report import MetricDelta, MLDiff, ParamChange
 
 VALIDATION_REPORT = Path("reports") / "data_validation.json"
-#: The pipeline's model bundle (dvc.yaml `package` stage output).
-BUNDLE_DIR = Path("bundle")
 
 
 class DvcFailed(Exception):
@@ -140,14 +137,11 @@ def metrics_from_worktree(
     commit: str,
     tree: Path,
     env: Mapping[str, str],
-    *,
-    keep_bundle: Path | None = None,
 ) -> tuple[dict[str, dict[str, Any]], str]:
     """Metrics and data checks of `commit`, reproduced in a throwaway worktree sharing the cache.
 
     Stages whose inputs the cache (or its run cache) already knows are restored, not rerun;
     what is missing is pulled from the remote (`dvc repro --pull`), the rest reproduced.
-    `keep_bundle`: copy the reproduced bundle there before the worktree goes (for the gates).
     """
     added = subprocess.run(
         ["git", "worktree", "add", "--detach", "--force", str(tree), commit],
@@ -164,8 +158,6 @@ def metrics_from_worktree(
         run_dvc(["cache", "dir", "--local", str(root / ".dvc" / "cache")], tree, env)
         run_dvc(["repro", "--pull"], tree, env)
         shown = _json(run_dvc(["metrics", "show", "--json"], tree, env))
-        if keep_bundle is not None and (tree / BUNDLE_DIR).is_dir():
-            shutil.copytree(tree / BUNDLE_DIR, keep_bundle, symlinks=False)
         return flatten_metrics_show(shown), data_checks(tree)
     finally:
         subprocess.run(
@@ -210,7 +202,7 @@ def _split_diff(
 
 def ml_diff(
     root: Path, base_commit: str, workdir: Path, env: Mapping[str, str], *, reproduce: bool = True
-) -> tuple[MLDiff, Path | None]:
+) -> MLDiff:
     """Params and metrics of the checkout against `base_commit`; the checkout is not modified.
 
     Metrics are `cache: false` outputs committed to git, so `dvc metrics diff` reads the base's
@@ -219,11 +211,10 @@ def ml_diff(
     throwaway git worktree sharing the DVC cache. A side that cannot be had is reported as
     unavailable, never left out silently.
 
-    Returns the diff and, when the head was reproduced aside, the folder holding its bundle
-    (the gates judge that one, not the checkout's stale bundle).
+    The gates still judge the checkout's own bundle: with a stale pipeline their
+    `pipeline-up-to-date` rule says so, which is the verdict the pull request deserves.
     """
     result = MLDiff()
-    head_bundle: Path | None = None
     try:
         result.params = parse_params_diff(
             _json(run_dvc(["params", "diff", base_commit, "--json"], root, env))
@@ -267,11 +258,7 @@ def ml_diff(
         else:
             commit = working_tree_commit(root)
             try:
-                keep = workdir / "head-bundle"
-                head_values, checks = metrics_from_worktree(
-                    root, commit, workdir / "head", env, keep_bundle=keep
-                )
-                head_bundle = keep if keep.is_dir() else None
+                head_values, checks = metrics_from_worktree(root, commit, workdir / "head", env)
                 result.head_source = (
                     "dvc repro --pull in a git worktree of the checkout "
                     "(its pipeline is out of date; the checkout itself is left as it is)"
@@ -286,4 +273,4 @@ def ml_diff(
         result.head_source = result.head_source or "no metrics in the checkout"
     result.metrics = diff_metric_values(base_values, head_values)
     result.notes.append(f"Data checks (head): {checks}")
-    return result, head_bundle
+    return result

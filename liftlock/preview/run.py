@@ -214,14 +214,14 @@ def build_preview(root: Path, options: PreviewOptions, env: Mapping[str, str]) -
 
     with tempfile.TemporaryDirectory(prefix="liftlock-preview-") as tmp:
         workdir = Path(tmp)
-        ml, head_bundle = None, None
+        ml = None
         if touches_ml(changed):
-            ml, head_bundle = ml_diff(root, merge_base, workdir, env, reproduce=options.reproduce)
-            if head_bundle is not None:
+            ml = ml_diff(root, merge_base, workdir, env, reproduce=options.reproduce)
+            if ml.head_source.startswith("dvc repro"):
                 report_notes.append(
-                    "The checkout's pipeline is out of date (dvc status): the head was "
-                    "reproduced in a throwaway git worktree"
-                    + (", and the gates judged that bundle." if options.run_gates else ".")
+                    "The checkout's pipeline is out of date (`dvc status`): head metrics come "
+                    "from reproducing it in a throwaway git worktree; commit the updated "
+                    "`dvc.lock` (`dvc repro`) so deployments and gates use that model."
                 )
         previews: dict[str, StackPreview] = {}
         gates: dict[str, GateVerdict] = {}
@@ -238,7 +238,6 @@ def build_preview(root: Path, options: PreviewOptions, env: Mapping[str, str]) -
                             s,
                             root,
                             env,
-                            bundle=head_bundle,
                             engine_preview=options.gate_engine_preview,
                         )
                         for s in affected
