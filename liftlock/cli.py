@@ -19,7 +19,17 @@ from liftlock.errors import LiftlockError
 from ml.errors import MLError
 
 # Order is the order of `liftlock --help`.
-COMMAND_MODULES = ["doctor", "env", "serve", "drift", "gate", "promote", "status", "preview"]
+COMMAND_MODULES = [
+    "doctor",
+    "env",
+    "serve",
+    "drift",
+    "gate",
+    "promote",
+    "status",
+    "preview",
+    "demo",
+]
 
 app = typer.Typer(
     name="liftlock",

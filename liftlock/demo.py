@@ -1,0 +1,362 @@
+"""`liftlock demo`: the README's loop end to end on the embedded default.
+
+    dvc repro -> promote workspace dev -> pulumi up dev -> smoke test over HTTP
+    -> promote dev staging -> pulumi up staging -> preview of a sample change (staging -> prod)
+
+Each step prints a line when it starts and when it ends (with its time); the end is a table of
+what happened where. What it changes in the checkout is what the loop is meant to change:
+DVC outputs (bundle/, model/, reports/, data/prepared/, eval/ when the pipeline was out of date),
+stacks/Pulumi.dev.yaml and stacks/Pulumi.staging.yaml (bundleDigest, image — written by
+`liftlock promote`), their promotion records in promotions/, the manifests rendered into
+deploy/staging/, and the stacks' state in .pulumi-state/ (git-ignored). Pulumi reads a copy of
+each stack file, so the engine never rewrites them. The sample change is made and previewed in a
+throwaway git worktree; the checkout never sees it. Outside the checkout: the dev image and
+container on the local Docker engine, and the preview comment in ~/.cache/liftlock/demo/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from liftlock.errors import ExternalCommandError, LiftlockError
+
+STEPS = 7
+SMOKE_ROWS = 3
+READY_TIMEOUT_S = 120.0
+
+
+@dataclass
+class StepResult:
+    number: int
+    name: str
+    where: str
+    summary: str
+    seconds: float
+
+
+@dataclass
+class Demo:
+    """The loop's state as it runs: the checkout, its engine environment, what each step did."""
+
+    root: Path
+    env: dict[str, str]
+    echo: Callable[[str], None]
+    results: list[StepResult] = field(default_factory=list)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # stack -> pulumi outputs
+    outputs_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "liftlock" / "demo")
+
+    # --- running things -------------------------------------------------------------------
+
+    def run(
+        self,
+        command: list[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 1800,
+    ) -> str:
+        """stdout of a command; a failure raises with the command and the tail of its output."""
+        completed = subprocess.run(
+            command,
+            cwd=cwd or self.root,
+            env=dict(env or self.env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if completed.returncode != 0:
+            tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-25:])
+            shown = " ".join([Path(command[0]).name, *command[1:]])
+            raise ExternalCommandError(f"`{shown}` exited {completed.returncode}:\n{tail}")
+        return completed.stdout
+
+    def liftlock(
+        self, *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None
+    ) -> str:
+        return self.run([sys.executable, "-m", "liftlock.cli", *args], cwd=cwd, env=env)
+
+    def pulumi(self, *args: str, config_file: Path | None = None) -> str:
+        pulumi = shutil.which("pulumi", path=self.env.get("PATH"))
+        if pulumi is None:
+            raise ExternalCommandError("pulumi is not on PATH", hint="run `make toolchain`")
+        extra = ["--config-file", str(config_file)] if config_file else []
+        return self.run([pulumi, *args, *extra, "--non-interactive", "--cwd", str(self.root)])
+
+    def step(self, number: int, name: str, where: str, action: Callable[[], str]) -> None:
+        self.echo(f"[demo] {number}/{STEPS} {name} ...")
+        started = time.monotonic()
+        try:
+            summary = action()
+        except LiftlockError as error:
+            seconds = time.monotonic() - started
+            self.echo(f"[demo] {number}/{STEPS} {name} FAILED after {seconds:.1f} s")
+            raise type(error)(
+                f"demo step {number} ({name}) failed: {error.message}", hint=error.hint
+            ) from error
+        seconds = time.monotonic() - started
+        self.results.append(StepResult(number, name, where, summary, seconds))
+        self.echo(f"[demo] {number}/{STEPS} {name} done in {seconds:.1f} s — {summary}")
+
+    # --- the steps ------------------------------------------------------------------------
+
+    def train(self) -> str:
+        dvc = shutil.which("dvc", path=self.env.get("PATH")) or "dvc"
+        self.run([dvc, "repro"])
+        manifest = read_json(self.root / "bundle" / "bundle.json")
+        from ml.bundle import verify_bundle
+
+        digest = verify_bundle(self.root / "bundle")
+        metrics = manifest.get("metrics", {})
+        return (
+            f"bundle {digest[7:19]}, accuracy {metrics.get('accuracy')}, "
+            f"roc_auc {metrics.get('roc_auc')}"
+        )
+
+    def promote(self, source: str, target: str) -> str:
+        out = self.liftlock("promote", source, target)
+        record = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in out.splitlines()
+                if line.startswith("record:")
+            ),
+            "",
+        )
+        return f"stacks/Pulumi.{target}.yaml pinned; record {record or '(none)'}"
+
+    def up(self, stack: str) -> str:
+        existing = json.loads(self.pulumi("stack", "ls", "--json") or "[]")
+        if stack not in {str(s.get("name", "")).split("/")[-1] for s in existing}:
+            with restored(self.root / "stacks" / f"Pulumi.{stack}.yaml"):
+                self.pulumi("stack", "init", stack)
+        with stack_file_copy(self.root, stack) as config:
+            self.pulumi(
+                "up",
+                "--yes",
+                "--skip-preview",
+                "--stack",
+                stack,
+                "--policy-pack",
+                str(self.root / "policies"),
+                config_file=config,
+            )
+            outputs = json.loads(
+                self.pulumi("stack", "output", "--json", "--stack", stack, config_file=config)
+                or "{}"
+            )
+        self.outputs[stack] = outputs
+        if outputs.get("target") == "render":
+            folder = self.root / str(outputs.get("renderDir") or f"deploy/{stack}")
+            count = sum(1 for _ in folder.rglob("*.yaml")) if folder.is_dir() else 0
+            return f"{count} manifests rendered into {folder.relative_to(self.root)}/"
+        return f"serving {outputs.get('serviceUrl')} (image {outputs.get('image')})"
+
+    def smoke(self) -> str:
+        url = str(self.outputs.get("dev", {}).get("serviceUrl") or "")
+        if not url.startswith("http://127.0.0.1"):
+            raise LiftlockError(f"dev's serviceUrl {url!r} is not on 127.0.0.1")
+        waited = wait_ready(url, READY_TIMEOUT_S)
+        rows = sample_rows(self.root / "bundle")
+        started = time.monotonic()
+        status, body = http_json("POST", f"{url}/v1/predict", {"rows": rows})
+        elapsed_ms = (time.monotonic() - started) * 1000
+        if status != 200:
+            raise LiftlockError(f"POST {url}/v1/predict answered {status}: {body}")
+        predictions = body.get("predictions") if isinstance(body, dict) else None
+        count = len(predictions) if isinstance(predictions, list) else "?"
+        return (
+            f"/readyz ready after {waited:.1f} s; /v1/predict: {count} predictions for "
+            f"{len(rows)} rows in {elapsed_ms:.0f} ms"
+        )
+
+    def preview_sample_change(self) -> str:
+        """`liftlock promote staging prod`, made in a throwaway worktree and previewed there."""
+        self.outputs_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="liftlock-demo-") as scratch:
+            tree = Path(scratch) / "sample-change"
+            self.run(["git", "worktree", "add", "--detach", "--force", str(tree), "HEAD"])
+            try:
+                return self._preview_in(tree)
+            finally:
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(tree)],
+                    cwd=self.root,
+                    capture_output=True,
+                    check=False,
+                )
+                subprocess.run(
+                    ["git", "worktree", "prune"], cwd=self.root, capture_output=True, check=False
+                )
+
+    def _preview_in(self, tree: Path) -> str:
+        # The worktree starts as the checkout is now (promotions included), committed as "base".
+        for folder in ("stacks", "promotions", "deploy"):
+            source = self.root / folder
+            if source.is_dir():
+                shutil.copytree(source, tree / folder, dirs_exist_ok=True)
+        for linked in (".venv", "bundle"):
+            if (self.root / linked).exists() and not (tree / linked).exists():
+                (tree / linked).symlink_to(self.root / linked)
+        env = dict(self.env)
+        env["LIFTLOCK_ROOT"] = str(tree)
+        git = ["git", "-c", "user.name=liftlock-demo", "-c", "user.email=demo@liftlock.invalid"]
+        self.run([*git, "add", "--all", "--", ".", ":(exclude).venv", ":(exclude)bundle"], cwd=tree)
+        self.run([*git, "commit", "--quiet", "--allow-empty", "-m", "demo: base"], cwd=tree)
+        base = self.run(["git", "rev-parse", "HEAD"], cwd=tree).strip()
+        self.liftlock("promote", "staging", "prod", cwd=tree, env=env)
+        self.run([*git, "add", "--all", "--", ".", ":(exclude).venv", ":(exclude)bundle"], cwd=tree)
+        self.run([*git, "commit", "--quiet", "-m", "demo: promote staging -> prod"], cwd=tree)
+        markdown = self.outputs_dir / "preview.md"
+        as_json = self.outputs_dir / "preview.json"
+        self.liftlock(
+            "preview",
+            "--base",
+            base,
+            "--out",
+            str(markdown),
+            "--json-out",
+            str(as_json),
+            cwd=tree,
+            env=env,
+        )
+        report = read_json(as_json)
+        rows = [
+            f"{s['stack']}: {phrase(s)} (policy {s['policy_verdict']}, gate "
+            f"{report['gates'].get(s['stack'], {}).get('verdict', '—')})"
+            for s in report["stacks"]
+            if s["status"] != "not-affected"
+        ]
+        return "; ".join(rows) + f"; comment in {markdown}"
+
+
+def phrase(stack: Mapping[str, Any]) -> str:
+    counts = stack.get("counts", {})
+    parts = [f"{n} {op}" for op, n in counts.items() if n]
+    return ", ".join(parts) if parts else "no change"
+
+
+@contextlib.contextmanager
+def stack_file_copy(root: Path, stack: str) -> Iterator[Path]:
+    """A copy of stacks/Pulumi.<stack>.yaml for `--config-file`: the engine may write into the
+    file it reads (an encryption salt, its own quoting); the checkout's file is promote's."""
+    source = root / "stacks" / f"Pulumi.{stack}.yaml"
+    with tempfile.TemporaryDirectory(prefix="liftlock-stack-") as scratch:
+        copy = Path(scratch) / source.name
+        shutil.copy2(source, copy)
+        yield copy
+
+
+@contextlib.contextmanager
+def restored(path: Path) -> Iterator[None]:
+    """Put `path` back as it was (`pulumi stack init` writes a salt into the stack file)."""
+    before = path.read_bytes() if path.is_file() else None
+    try:
+        yield
+    finally:
+        if before is not None and path.read_bytes() != before:
+            path.write_bytes(before)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        data = json.load(handle)
+    return data if isinstance(data, dict) else {}
+
+
+def sample_rows(bundle: Path, count: int = SMOKE_ROWS) -> list[dict[str, float]]:
+    """The first rows of the bundle's reference sample, features only."""
+    manifest = read_json(bundle / "bundle.json")
+    features = list(manifest.get("features") or [])
+    with (bundle / "reference.csv").open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = []
+        for row in reader:
+            rows.append(
+                {name: float(row[name]) for name in features if row.get(name) not in (None, "")}
+            )
+            if len(rows) == count:
+                break
+    return rows
+
+
+def http_json(
+    method: str, url: str, body: Any | None = None, timeout: float = 10
+) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        try:
+            return error.code, json.loads(raw)
+        except json.JSONDecodeError:
+            return error.code, raw.decode(errors="replace")
+
+
+def wait_ready(url: str, timeout_s: float) -> float:
+    """Seconds until GET /readyz answers 200; raises after `timeout_s`."""
+    started = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - started < timeout_s:
+        try:
+            status, body = http_json("GET", f"{url}/readyz", timeout=2)
+            if status == 200:
+                return time.monotonic() - started
+            last = f"{status} {body}"
+        except (urllib.error.URLError, OSError) as error:
+            last = str(error)
+        time.sleep(0.5)
+    raise LiftlockError(
+        f"{url}/readyz not ready after {timeout_s:.0f} s (last: {last})",
+        hint="docker logs liftlock-model-dev",
+    )
+
+
+def run_demo(root: Path, env: dict[str, str], echo: Callable[[str], None]) -> Demo:
+    demo = Demo(root=root, env=env, echo=echo)
+    demo.step(1, "train: dvc repro", "bundle/", demo.train)
+    demo.step(
+        2,
+        "promote workspace → dev",
+        "stacks/Pulumi.dev.yaml",
+        lambda: demo.promote("workspace", "dev"),
+    )
+    demo.step(3, "pulumi up --stack dev", "local Docker engine", lambda: demo.up("dev"))
+    demo.step(4, "smoke test over HTTP", "127.0.0.1", demo.smoke)
+    demo.step(
+        5,
+        "promote dev → staging",
+        "stacks/Pulumi.staging.yaml",
+        lambda: demo.promote("dev", "staging"),
+    )
+    demo.step(6, "pulumi up --stack staging", "deploy/staging/", lambda: demo.up("staging"))
+    demo.step(
+        7, "preview: promote staging → prod", "throwaway git worktree", demo.preview_sample_change
+    )
+    return demo
+
+
+def environment_for(root: Path) -> dict[str, str]:
+    from liftlock.engine.env import engine_environment
+
+    return engine_environment(root, os.environ)
