@@ -371,7 +371,7 @@ def policy_preview(
         ]  # fmt: skip
         result = _run_pulumi(command, root, environment)
         if result.returncode != 0 and "no stack named" in result.stderr + result.stdout:
-            _run_pulumi([pulumi, "stack", "init", stack], root, environment, check=True)
+            create_stack(root, stack, pulumi, environment, Path(scratch))
             result = _run_pulumi(command, root, environment)
     findings = findings_from_events(parse_events(result.stdout), gates, stack)
     if result.returncode != 0 and not blocking(findings):
@@ -383,6 +383,21 @@ def policy_preview(
             "--no-preview` for the rules alone",
         )
     return findings
+
+
+def create_stack(
+    root: Path, stack: str, pulumi: str, env: Mapping[str, str], scratch: Path
+) -> None:
+    """Create the stack in the backend without touching the checkout.
+
+    `pulumi stack init` run in the checkout would rewrite stacks/Pulumi.<stack>.yaml (a new
+    encryption salt, re-quoted values), and the gate must change no file; so it runs on a copy of
+    Pulumi.yaml in a scratch folder (same project, same backend).
+    """
+    project = scratch / "project"
+    project.mkdir(exist_ok=True)
+    shutil.copyfile(root / "Pulumi.yaml", project / "Pulumi.yaml")
+    _run_pulumi([pulumi, "stack", "init", stack, "--non-interactive"], project, env, check=True)
 
 
 def _run_pulumi(
