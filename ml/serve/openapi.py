@@ -37,16 +37,31 @@ class Status(BaseModel):
     model: str | None = None
 
 
-def _feature_field(spec: FeatureSpec) -> tuple[Any, Any]:
+def _bounds(spec: FeatureSpec) -> dict[str, Any]:
     bounds: dict[str, Any] = {}
     if math.isfinite(spec.minimum):
         bounds["ge"] = int(spec.minimum) if spec.integer else spec.minimum
     if math.isfinite(spec.maximum):
         bounds["le"] = int(spec.maximum) if spec.integer else spec.maximum
+    return bounds
+
+
+def _feature_field(spec: FeatureSpec) -> tuple[Any, Any]:
+    bounds = _bounds(spec)
     kind: Any = int if spec.integer else float
     if spec.nullable:  # present but null: the model's imputer fills it
         kind = kind | None
     return kind, Field(alias=spec.name, allow_inf_nan=False, strict=True, **bounds)
+
+
+def _positional_field(spec: FeatureSpec) -> tuple[Any, Any]:
+    kind, _ = _feature_field(spec)
+    return kind, Field(
+        allow_inf_nan=False,
+        strict=True,
+        title=spec.name,
+        **_bounds(spec),
+    )
 
 
 def _models(
@@ -54,7 +69,12 @@ def _models(
 ) -> tuple[type[BaseModel], type[BaseModel], type[BaseModel]]:
     forbid = ConfigDict(extra="forbid", populate_by_name=False)
     row_fields = {f"feature_{i}": _feature_field(spec) for i, spec in enumerate(specs)}
-    row: Any = create_model("Row", __config__=forbid, **row_fields)  # type: ignore[call-overload]
+    named: Any = create_model("Row", __config__=forbid, **row_fields)  # type: ignore[call-overload]
+    # The same row as an array of values in feature order (JSON Schema prefixItems).
+    positional: Any = tuple.__class_getitem__(
+        tuple(Annotated[kind, field] for kind, field in map(_positional_field, specs))
+    )
+    row: Any = named | positional
     one = create_model("PredictOne", __config__=forbid, row=(row, ...))
     rows_field = Field(min_length=1, max_length=max_rows)
     many = create_model("PredictMany", __config__=forbid, rows=(list[row], rows_field))

@@ -25,7 +25,10 @@ from ml.errors import BundleError
 FLOAT_TYPES = {"float", "float32", "float64", "double", "number", "real"}
 INT_TYPES = {"int", "int32", "int64", "integer"}
 _NUMBER_TYPES = frozenset((int, float))
-ROW_HINT = 'send {"row": {feature: value, ...}} or {"rows": [{feature: value, ...}, ...]}'
+ROW_HINT = (
+    'send {"row": {feature: value, ...}} or {"rows": [{feature: value, ...}, ...]}; '
+    "a row may also be an array of values in feature order"
+)
 
 
 class RequestError(Exception):
@@ -132,7 +135,8 @@ class RequestParser:
         rows, prefix = self._rows(document)
         names = self.names
         try:
-            values = list(map(self._row_values, rows))
+            # A row is an object {feature: value} or an array of values in feature order.
+            values = rows if type(rows[0]) is list else list(map(self._row_values, rows))
             complete = set(map(len, rows)) == {self._n}
         except (KeyError, TypeError):
             complete = False
@@ -150,6 +154,7 @@ class RequestParser:
                     out_of_range[:, self._integer] |= fraction
                 if not out_of_range.any():
                     return matrix
+        rows = [self._as_object(row) for row in rows]
         problem = self._diagnose(rows, prefix)
         if problem is not None:
             raise problem
@@ -159,6 +164,12 @@ class RequestParser:
             [[np.nan if row[name] is None else float(row[name]) for name in names] for row in rows],
             dtype=np.float64,
         )
+
+    def _as_object(self, row: Any) -> Any:
+        """An array row of the right length as {feature: value}; anything else unchanged."""
+        if type(row) is list and len(row) == self._n:
+            return dict(zip(self.names, row, strict=True))
+        return row
 
     def _rows(self, document: Any) -> tuple[list[Any], str]:
         if type(document) is not dict:
@@ -191,10 +202,19 @@ class RequestParser:
         for index, row in enumerate(rows):
             where = prefix if prefix == "row" else f"rows[{index}]"
             position = None if prefix == "row" else index
+            if type(row) is list:
+                return RequestError(
+                    422,
+                    f"{where}: {len(row)} values; an array row holds all {self._n} features in "
+                    "model order (see GET /v1/model)",
+                    field=where,
+                    row=position,
+                )
             if type(row) is not dict:
                 return RequestError(
                     422,
-                    f"{where}: must be an object mapping feature name to value",
+                    f"{where}: must be an object mapping feature name to value, or an array of "
+                    f"the {self._n} values in feature order",
                     field=where,
                     row=position,
                 )

@@ -41,6 +41,9 @@ def test_predictions_equal_the_bundle_models_predict_on_the_test_split(
         answer["probabilities"], model.predict_proba(fixture_bundle.x_test), atol=1e-4
     )
     assert [single["predictions"][0] for single in singles] == expected[:20].tolist()
+    with server.client() as client:
+        arrays = client.post("/v1/predict", json={"rows": fixture_bundle.x_test.tolist()})
+    assert arrays.json()["predictions"] == expected.tolist()
 
 
 def _bad_payloads(bundle: FixtureBundle) -> list[tuple[str, bytes, dict[str, str], int, str]]:
@@ -61,7 +64,9 @@ def _bad_payloads(bundle: FixtureBundle) -> list[tuple[str, bytes, dict[str, str
         ("unknown field", as_json({"row": {**good, "mean_radios": 1.0}}), JSON, 422, "unknown field 'mean_radios' (did you mean 'mean_radius'?)"),
         ("too many rows", as_json({"rows": [good] * 201}), JSON, 422, "201 rows, at most 200"),
         ("no rows", as_json({"rows": []}), JSON, 422, "at least one row"),
-        ("row not an object", as_json({"rows": [list(good.values())]}), JSON, 422, "rows[0]: must be an object"),
+        ("row not an object", as_json({"rows": ["mean_radius=1"]}), JSON, 422, "rows[0]: must be an object"),
+        ("array row too short", as_json({"rows": [[1.0, 2.0]]}), JSON, 422, "rows[0]: 2 values; an array row holds all 30"),
+        ("array row wrong type", as_json({"rows": [["1.0", *list(good.values())[1:]]]}), JSON, 422, f"rows[0].{first}: expected a number"),
         ("neither row nor rows", as_json({"data": good}), JSON, 422, "unknown key 'data'"),
         ("not JSON", b"mean_radius=12", JSON, 400, "not valid JSON"),
         ("JSON but not an object", b"[1, 2]", JSON, 400, "must be a JSON object"),
