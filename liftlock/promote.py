@@ -208,9 +208,17 @@ def promote(
     target_config = load_config(root, target)
     stack_path = stack_file(root, target)
     bundle_dir, digest, source_config = source_bundle(root, source)
-    pinned = resolve_image(source_config, target_config, digest, image)
+    try:
+        pinned = resolve_image(source_config, target_config, digest, image)
+        image_problem: ConfigError | None = None
+    except ConfigError as problem:
+        # Judge the bundle anyway (with the image <to> runs now): a refusal says more than a
+        # missing image, and a pass still stops below.
+        pinned, image_problem = None, problem
     overrides: Mapping[str, str] = {"image": pinned} if pinned else {}
     report = run_gate(root, target, bundle_dir, preview=preview, overrides=overrides, now=now)
+    if image_problem is not None and report.passed:
+        raise image_problem
     promotion = Promotion(
         source=source,
         target=target,

@@ -60,9 +60,13 @@ def test_workspace_to_dev_to_staging_to_prod(clone: Path, run: Run) -> None:
 
 def test_poor_bundle_refused_for_prod_accepted_for_dev(clone: Path, run: Run) -> None:
     replace_bundle(clone, POOR_METRICS, tag="poor")
-    code, out = run("promote", "workspace", "prod", "--no-preview", "--image", IMAGE)
+    # No image for this bundle either: the gate's refusal is what the user needs to read.
+    code, out = run("promote", "workspace", "prod", "--no-preview")
     assert code == 1
-    assert "refused, no file changed" in out and "metrics-thresholds (bundle/bundle.json (metrics))" in out
+    assert (
+        "refused, no file changed" in out
+        and "metrics-thresholds (bundle/bundle.json (metrics))" in out
+    )
     assert not git(clone, "status", "--porcelain", "--", "stacks", "promotions")
     assert latest_record(clone, "prod") is None
 
