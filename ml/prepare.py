@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from ml.dataset import TEST_CSV, TRAIN_CSV, write_split
+from ml.dataset import ROW_INDEX, TEST_CSV, TRAIN_CSV, write_split
 from ml.errors import DataContractError
 from ml.params import BUILTIN_SOURCE, PrepareParams, load_params
 from ml.runner import run_stage
@@ -58,6 +58,12 @@ def split_data(
             f"column '{target}', rule 'required': the label column is missing from the data "
             f"(columns: {', '.join(map(str, frame.columns[:8]))}...)",
             hint="fix prepare.target in params.yaml or the source CSV",
+        )
+    if ROW_INDEX in frame.columns:
+        raise DataContractError(
+            f"column '{ROW_INDEX}', rule 'reserved': the prepared splits use '{ROW_INDEX}' for "
+            "the source row number",
+            hint=f"rename the column '{ROW_INDEX}' in the source CSV",
         )
     if len(frame) < 4:
         raise DataContractError(f"{len(frame)} rows: too few to split into train and test")

@@ -44,6 +44,11 @@ def test_missing_label_column_is_named() -> None:
         split_data(small_frame(), "diagnosis", 0.25, seed=0)
 
 
+def test_a_column_named_row_is_refused() -> None:
+    with pytest.raises(DataContractError, match="column 'row', rule 'reserved'"):
+        split_data(small_frame().assign(row=1), TARGET, 0.25, seed=0)
+
+
 def test_missing_source_csv_is_named(tmp_path: Path) -> None:
     params = PrepareParams(str(tmp_path / "nope.csv"), TARGET, 0.25)
     with pytest.raises(DataContractError, match=r"nope\.csv: source CSV not found"):
