@@ -14,7 +14,7 @@ BUNDLE ?= bundle
 # Runs a command under the engine environment (PATH, file:// backend, passphrase, plugin flags).
 ENGINE := eval "$$($(BIN)/liftlock env)" &&
 
-.PHONY: image help bootstrap venv toolchain dockerd test test-fast lint demo clean lock
+.PHONY: stacks test-infra image help bootstrap venv toolchain dockerd test test-fast lint demo clean lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,15 @@ image: venv dockerd ## build the serving image of $(BUNDLE) (default bundle/), t
 train: venv ## reproduce the training pipeline (dvc repro) into bundle/ and push to the local remote
 	@PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 	@PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc push --quiet
+
+stacks: bootstrap ## create the dev, staging and prod stacks on the local backend (.pulumi-state/)
+	@mkdir -p .pulumi-state
+	@$(ENGINE) for stack in dev staging prod; do \
+	    pulumi stack select --create "$$stack" --non-interactive >/dev/null && echo "stack $$stack: ready"; \
+	done
+
+test-infra: bootstrap dockerd ## the environments tests (stack config, components, real engine)
+	@$(ENGINE) $(BIN)/python -m pytest -p no:xdist tests/infra $(PYTEST_ARGS)
 
 lock: ## re-pin requirements.lock from the current venv
 	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check | grep -v '^-e ' > requirements.lock
