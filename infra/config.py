@@ -198,8 +198,8 @@ def _describe_schema_error(error: jsonschema.ValidationError) -> str:
         sep = "." if error.absolute_path else ":"
         return f"missing key {base}{sep}{missing[0] if missing else '?'}: {error.message}"
     if validator == "enum":
-        allowed = ", ".join(json.dumps(v) for v in error.validator_value)
-        return f"{key} = {bad}: not allowed; allowed: {allowed}"
+        choices = ", ".join(json.dumps(v) for v in error.validator_value)
+        return f"{key} = {bad}: not allowed; allowed: {choices}"
     if validator == "const":
         return f"{key} = {bad}: must be {json.dumps(error.validator_value)}"
     if validator == "type":

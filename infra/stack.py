@@ -158,7 +158,8 @@ def declare_kubernetes_stack(config: StackConfig, root: Path) -> StackOutputs:
                 namespace=service.namespace_name,
                 image=config.image,
                 schedule=config.drift_schedule,
-                command=["liftlock", "drift", "--url", service.service_url],
+                # The image sets LIFTLOCK_BUNDLE; the server exposes what it served at /v1/inputs.
+                command=["liftlock", "drift", "--inputs", service.service_url],
                 labels=labels,
                 annotations=annotations,
                 model_selector=selector_labels(config),

@@ -26,7 +26,7 @@ class DriftMonitorArgs:
     namespace: pulumi.Input[str]
     image: pulumi.Input[str]
     schedule: str
-    #: the drift command, e.g. ["liftlock", "drift", "--url", ...]
+    #: the drift command, e.g. ["liftlock", "drift", "--inputs", <service URL>]
     command: Sequence[pulumi.Input[str]]
     labels: dict[str, str]
     annotations: dict[str, str]
