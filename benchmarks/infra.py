@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -108,6 +110,12 @@ def main() -> None:
         project = copy_project(workdir)
         print(f"{'stack':<8} {'up (no change)':>15} {'ratio':>6} {'preview':>9} {'ratio':>6}")
         try:
+            # Its own image tag, container name and port: the checkout's dev keeps running.
+            dev_file = project / "stacks" / "Pulumi.dev.yaml"
+            document = yaml.safe_load(dev_file.read_text(encoding="utf-8"))
+            document["config"]["liftlock:imageRepository"] = "liftlock-bench"
+            document["config"]["liftlock:hostPort"] = 18797
+            dev_file.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
             for stack in options.stacks:
                 pulumi(project, backend, "stack", "init", stack)
                 pulumi(project, backend, "up", "--stack", stack, "--yes")

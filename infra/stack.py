@@ -63,6 +63,8 @@ def declare_docker_stack(config: StackConfig, root: Path) -> StackOutputs:
         "liftlock.io/team": config.labels.team,
         "liftlock.io/owner": config.labels.owner,
         "liftlock.io/cost-center": config.labels.cost_center,
+        # Which checkout owns the container: a stale one is replaced only by its own project.
+        "liftlock.io/project-root": str(root),
     }
     image = ModelImage(
         f"{config.stack}-model-image",

@@ -21,6 +21,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
 RUN_AS = "65534:65534"
 READY_TIMEOUT_SECONDS = 90.0
 MANAGED_LABEL = "liftlock.io/managed-by"
+PROJECT_LABEL = "liftlock.io/project-root"
 #: any change to these recreates the container (same name and port: delete first)
 _REPLACE_KEYS = ("image_id", "container_name", "host_port", "environment", "labels")
 
@@ -70,10 +71,16 @@ class LocalServiceProvider(ResourceProvider):
         except docker.errors.NotFound:
             stale = None
         if stale is not None:
-            if stale.labels.get(MANAGED_LABEL) != "pulumi":
+            # Left over by a failed run of this same project: replace it. Anything else: refuse.
+            ours = dict(props.get("labels") or {}).get(PROJECT_LABEL)
+            if (
+                stale.labels.get(MANAGED_LABEL) != "pulumi"
+                or stale.labels.get(PROJECT_LABEL) != ours
+            ):
+                owner = stale.labels.get(PROJECT_LABEL, "something else")
                 raise RuntimeError(
-                    f"container {name!r} exists and was not created by liftlock; "
-                    f"remove it (`docker rm -f {name}`) or choose another stack name"
+                    f"container {name!r} already exists (made by {owner}); remove it "
+                    f"(`docker rm -f {name}`) or set another liftlock:imageRepository"
                 )
             stale.remove(force=True)
         port = int(props["host_port"])
