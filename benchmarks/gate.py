@@ -40,6 +40,16 @@ def median(runs: int, command: list[str], env: dict[str, str]) -> float:
     return statistics.median(timed(command, env) for _ in range(runs))
 
 
+def gate_timings(stack: str, env: dict[str, str]) -> dict[str, float]:
+    """The gate's own split (--json `timings`): facts (bundle check, dvc status), rule functions."""
+    result = subprocess.run(
+        [str(LIFTLOCK), "gate", stack, "--no-preview", "--json"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    timings: dict[str, float] = json.loads(result.stdout)["timings"]
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
@@ -63,22 +73,26 @@ def main() -> None:
                 args.runs, [pulumi, "preview", "--stack", stack, "--non-interactive"], env
             )
             full = median(args.runs, [str(LIFTLOCK), "gate", stack], env)
+            split = gate_timings(stack, env)
             rows.append(
                 {
                     "stack": stack,
                     "rules_s": round(rules, 2),
+                    "facts_s": round(split.get("facts", 0.0), 3),
+                    "rule_functions_ms": round(split.get("rules", 0.0) * 1000, 2),
                     "preview_floor_s": round(floor, 2),
                     "gate_s": round(full, 2),
                     "gate_over_rules": round(full / rules, 2),
                     "gate_over_preview": round(full / floor, 2),
                 }
             )
-    print(f"liftlock gate, median of {args.runs} runs (seconds)")
-    print(f"{'stack':8} {'rules alone':>12} {'preview':>9} {'gate':>7} {'gate/rules':>11} "
-          f"{'gate/preview':>13}")  # fmt: skip
+    print(f"liftlock gate, median of {args.runs} runs (seconds; rule functions in ms)")
+    print(f"{'stack':8} {'rules alone':>12} {'(facts':>7} {'rules ms)':>10} {'preview':>9} "
+          f"{'gate':>7} {'gate/rules':>11} {'gate/preview':>13}")  # fmt: skip
     for row in rows:
         print(
-            f"{row['stack']:8} {row['rules_s']:12.2f} {row['preview_floor_s']:9.2f} "
+            f"{row['stack']:8} {row['rules_s']:12.2f} {row['facts_s']:7.2f} "
+            f"{row['rule_functions_ms']:10.2f} {row['preview_floor_s']:9.2f} "
             f"{row['gate_s']:7.2f} {row['gate_over_rules']:11.2f} {row['gate_over_preview']:13.2f}"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -442,6 +442,8 @@ def run_gate(
     stack_file(root, stack)
     digest = verify(bundle_dir)
     facts = collect_bundle_facts(root, bundle_dir, digest, stack)
+    timings["facts"] = time.perf_counter() - started  # verify the bundle, dvc status, records
+    started = time.perf_counter()
     findings = evaluate_bundle(facts, gates, stack, now=now or datetime.now(UTC))
     timings["rules"] = time.perf_counter() - started
     if preview:
