@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,15 +44,21 @@ def workspace_digest(root: Path) -> str | None:
 
 def pending_changes(root: Path, stack: str, pulumi: str, env: dict[str, str]) -> str:
     """`pulumi preview --json` summary: 'none', 'N to create, …', or why it is unknown."""
-    result = subprocess.run(
-        [pulumi, "preview", "--stack", stack, "--json", "--non-interactive"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
+    # On a copy of the stack file: the engine may write into the one it reads (a new encryption
+    # salt), and `status` changes no file.
+    with tempfile.TemporaryDirectory(prefix="liftlock-status-") as scratch:
+        copy = Path(scratch) / f"Pulumi.{stack}.yaml"
+        shutil.copyfile(root / "stacks" / copy.name, copy)
+        result = subprocess.run(
+            [pulumi, "preview", "--stack", stack, "--config-file", str(copy), "--json",
+             "--non-interactive"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )  # fmt: skip
     if "no stack named" in result.stderr + result.stdout:
         return "not deployed (no stack in the backend)"
     try:
