@@ -218,6 +218,14 @@ class RequestParser:
                     field=where,
                     row=position,
                 )
+            # a misspelt name first: its suggestion explains the 'missing' that would follow
+            for name in row:
+                if name not in self._known:
+                    close = difflib.get_close_matches(str(name), self.names, n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    return RequestError(
+                        422, f"{where}: unknown field '{name}'{hint}", field=str(name), row=position
+                    )
             for spec in self.specs:
                 if spec.name not in row:
                     return RequestError(
@@ -227,13 +235,6 @@ class RequestParser:
                 if problem:
                     return RequestError(
                         422, f"{where}.{spec.name}: {problem}", field=spec.name, row=position
-                    )
-            for name in row:
-                if name not in self._known:
-                    close = difflib.get_close_matches(str(name), self.names, n=1)
-                    hint = f" (did you mean '{close[0]}'?)" if close else ""
-                    return RequestError(
-                        422, f"{where}: unknown field '{name}'{hint}", field=str(name), row=position
                     )
         return None
 

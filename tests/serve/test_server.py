@@ -184,3 +184,14 @@ def test_the_sklearn_backend_answers_like_onnx(fixture_bundle: FixtureBundle, tm
     model = joblib.load(fixture_bundle.path / "model.joblib")
     assert backend == "sklearn"
     assert answer["predictions"] == model.predict(fixture_bundle.x_test).tolist()
+
+
+def test_liftlock_serve_refuses_a_tampered_bundle_with_exit_4(bundle_copy, capsys) -> None:
+    from liftlock.cli import main
+
+    contract = bundle_copy / "data_contract.json"
+    contract.write_text(contract.read_text().replace('"maximum": 43', '"maximum": 430'))
+    assert main(["serve", "--bundle", str(bundle_copy), "--port", "9"]) == 4
+    error = capsys.readouterr().err
+    assert "data_contract.json: sha256" in error
+    assert "rebuild the bundle with `dvc repro`" in error
