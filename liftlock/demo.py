@@ -155,10 +155,8 @@ class Demo:
                 str(self.root / "policies"),
                 config_file=config,
             )
-            outputs = json.loads(
-                self.pulumi("stack", "output", "--json", "--stack", stack, config_file=config)
-                or "{}"
-            )
+        with restored(self.root / "stacks" / f"Pulumi.{stack}.yaml"):
+            outputs = json.loads(self.pulumi("stack", "output", "--json", "--stack", stack) or "{}")
         self.outputs[stack] = outputs
         if outputs.get("target") == "render":
             folder = self.root / str(outputs.get("renderDir") or f"deploy/{stack}")
