@@ -69,7 +69,7 @@ class GateReport:
             "infraSource": self.infra_source,
             "metrics": self.metrics,
             "findings": [item.to_json() for item in self.findings],
-            "timings": {key: round(value, 3) for key, value in self.timings.items()},
+            "timings": {key: round(value, 5) for key, value in self.timings.items()},
         }
 
 
