@@ -21,6 +21,7 @@ digest in the label `org.liftlock.bundle-digest`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import re
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,8 +122,52 @@ def base_image_tag() -> str:
     return f"{BASE_REPOSITORY}:{SUITE}-{key}"
 
 
+@contextlib.contextmanager
+def _cache_lock(name: str) -> Iterator[None]:
+    """One builder at a time per cache entry (make image, tests and pulumi may overlap)."""
+    import fcntl
+
+    path = cache_dir() / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_debootstrap(log: Log = print) -> str:
+    """Path of debootstrap; installed from Debian (like dockerd.sh installs docker.io) when
+    missing and we are root."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    found = shutil.which("debootstrap", path=search)
+    if found:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise ImageBuildError(
+            "debootstrap not found (needed once, to make the base image)",
+            hint="sudo apt-get install -y debootstrap",
+        )
+    log("[image] installing debootstrap (apt-get) ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "debootstrap"]
+    if subprocess.run(install, capture_output=True, env=env, check=False).returncode != 0:
+        _run(["apt-get", "update"], "apt-get update", env=env)
+        _run(install, "apt-get install debootstrap", env=env)
+    found = shutil.which("debootstrap", path=search)
+    if not found:
+        raise ImageBuildError("debootstrap still not found after apt-get install")
+    return found
+
+
 def ensure_base_image(client: Any, log: Log = print) -> str:
     """The base image's tag; debootstrapped and imported only when the engine lacks it."""
+    with _cache_lock("base-image"):
+        return _ensure_base_image(client, log)
+
+
+def _ensure_base_image(client: Any, log: Log) -> str:
     import docker.errors
 
     tag = base_image_tag()
@@ -132,8 +177,7 @@ def ensure_base_image(client: Any, log: Log = print) -> str:
         return tag
     except docker.errors.ImageNotFound:
         pass
-    if shutil.which("debootstrap") is None:
-        raise ImageBuildError("debootstrap not found", hint="apt-get install -y debootstrap")
+    debootstrap = ensure_debootstrap(log)
     mirror = debian_mirror()
     log(f"[image] base {tag}: debootstrap {SUITE} from {mirror} (about a minute) ...")
     work = cache_dir() / "base-build"
@@ -143,7 +187,7 @@ def ensure_base_image(client: Any, log: Log = print) -> str:
     try:
         _run(
             [
-                "debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+                debootstrap, "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
                 SUITE, str(root), mirror,
             ],
             "debootstrap",
@@ -181,6 +225,11 @@ def serve_requirements(root: Path = REPO_ROOT) -> list[str]:
 
 def ensure_wheelhouse(root: Path = REPO_ROOT, log: Log = print) -> Path:
     """Wheels for every dependency of liftlock[serve], downloaded once per requirement set."""
+    with _cache_lock("wheelhouse"):
+        return _ensure_wheelhouse(root, log)
+
+
+def _ensure_wheelhouse(root: Path, log: Log) -> Path:
     requirements = "\n".join(serve_requirements(root)) + "\n"
     lock = root / "requirements.lock"
     constraints = lock.read_text(encoding="utf-8") if lock.is_file() else ""
