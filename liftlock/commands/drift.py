@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--inputs",
+                "--url",
                 envvar="LIFTLOCK_INPUT_LOG",
                 help="Served inputs: the server's --input-log path, a CSV with a header, or a "
                 "server URL (reads its /v1/inputs).",

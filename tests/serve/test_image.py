@@ -92,6 +92,21 @@ def test_the_container_is_ready_and_predicts_like_the_model(
         assert answer["model"] == fixture_bundle.digest
         # read-only root, no /tmp volume: the input log is off, said once, serving goes on
         assert "input log disabled" in container.logs().decode()
+        # the drift CronJob's command, from the same image, against the served window
+        drift = docker_client.containers.run(
+            image,
+            entrypoint=["liftlock"],
+            command=["drift", "--url", url, "--bundle", "/srv/bundle"],
+            network_mode="host",
+            read_only=True,
+            cap_drop=["ALL"],
+            detach=True,
+        )
+        try:
+            assert drift.wait(timeout=60)["StatusCode"] == 0, drift.logs().decode()
+            assert "143 served rows" in drift.logs().decode()
+        finally:
+            drift.remove(force=True)
 
         started = time.monotonic()
         container.stop(timeout=20)  # SIGTERM, then SIGKILL after 20 s
