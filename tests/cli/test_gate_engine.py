@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from liftlock.engine.env import EMBEDDED_DEFAULT_PASSPHRASE
 from tests.cli.conftest import REPO, git
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine]
@@ -27,7 +28,9 @@ def engine_clone(clone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     backend = tmp_path / "backend"
     backend.mkdir()
     monkeypatch.setenv("PULUMI_BACKEND_URL", backend.as_uri())
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "liftlock-tests")
+    # The stack files carry salts of the embedded default passphrase.
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", EMBEDDED_DEFAULT_PASSPHRASE)
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE_FILE", raising=False)
     return clone
 
 
@@ -57,3 +60,15 @@ def test_gate_prod_runs_the_pack_on_the_real_program(engine_clone: Path, run: Ru
     assert ("image-pinned-by-digest", "Deployment") in kinds, failed
     assert ("public-exposure-allowed", "Service") in kinds, failed
     assert "gate prod refused: mandatory rule(s) failed: image-pinned-by-digest" in out
+
+
+def test_status_asks_the_engine_for_pending_changes(engine_clone: Path, run: Run) -> None:
+    code, out = run("status")
+    assert code == 0, out
+    assert out.count("not deployed (no stack in the backend)") == 3, out
+    code, out = run("gate", "staging", "--json")  # creates the staging stack in the backend
+    code, out = run("status")
+    assert code == 0, out
+    staging = next(line for line in out.splitlines() if "│ staging" in line)
+    assert "to create" in staging, out
+    assert not git(engine_clone, "status", "--porcelain", "--", "stacks", "promotions")
