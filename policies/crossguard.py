@@ -187,7 +187,7 @@ def learn_stack_from_engine(context: StackContext) -> None:
         context.stack = request.stack or context.stack
         return original(self, request, grpc_context)
 
-    servicer.ConfigureStack = configure_stack  # type: ignore[method-assign]
+    servicer.ConfigureStack = configure_stack  # type: ignore[method-assign, assignment]
 
 
 def pack_policies(gates_path: Path) -> list[Policy]:
