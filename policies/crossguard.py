@@ -28,10 +28,11 @@ from pulumi_policy import (
     ResourceValidationPolicy,
     StackValidationArgs,
     StackValidationPolicy,
+    proxy,
 )
 
 from policies.gates import Gates, load_gates
-from policies.model import UNKNOWN, Level, Rule, object_name
+from policies.model import UNKNOWN, Level, Rule, RuleContext, object_name
 from policies.rules import all_rules
 
 KUBERNETES_PREFIX = "kubernetes:"
@@ -40,16 +41,16 @@ _LEVELS = {
     Level.MANDATORY: EnforcementLevel.MANDATORY,
     Level.DISABLED: EnforcementLevel.DISABLED,
 }
-# pulumi-policy's markers for values not known during preview (pulumi_policy.proxy).
+# pulumi-policy's markers for values not known during preview.
 _UNKNOWN_SENTINELS = frozenset(
     {
-        "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",
-        "3eeb2bf0-c639-47a8-9e75-3b44932eb421",
-        "04da6b54-80e4-46f7-96ec-b56ff0331ba9",
-        "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",
-        "030794c1-ac77-496b-92df-f27374a8bd58",
-        "e48ece36-62e2-4504-bad9-02848725956a",
-        "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",
+        proxy.UNKNOWN_BOOLEAN_VALUE,
+        proxy.UNKNOWN_NUMBER_VALUE,
+        proxy.UNKNOWN_STRING_VALUE,
+        proxy.UNKNOWN_ARRAY_VALUE,
+        proxy.UNKNOWN_ASSET_VALUE,
+        proxy.UNKNOWN_ARCHIVE_VALUE,
+        proxy.UNKNOWN_OBJECT_VALUE,
     }
 )
 
@@ -95,7 +96,7 @@ class StackContext:
             return EnforcementLevel.MANDATORY
         return _LEVELS[self.gates.level(self.stack, rule_name)]
 
-    def rule_context(self) -> Any:
+    def rule_context(self) -> RuleContext:
         return self.gates.context(self.stack or "")
 
 
