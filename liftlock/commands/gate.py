@@ -73,8 +73,11 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
     ) -> None:
-        """Judge a bundle for a stack: ML rules + infrastructure rules (through `pulumi preview
-        --policy-pack policies`). Exits 1 when a mandatory rule fails."""
+        """Judge a bundle for a stack; exit 1 when a mandatory rule fails.
+
+        Runs the ML rules on the bundle and the infrastructure rules through
+        `pulumi preview --policy-pack policies`, and prints one table.
+        """
         from liftlock.engine.env import find_project_root
         from liftlock.gate import run_gate
 

@@ -50,9 +50,11 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
     ) -> None:
-        """Promote a bundle from one stack (or the workspace) to another, only if `gate <to>`
-        passes: writes liftlock:bundleDigest and liftlock:image into stacks/Pulumi.<to>.yaml and a
-        record promotions/<to>/<time>-<digest12>.json. A refused promotion changes no file."""
+        """Promote a bundle to a stack, only if the stack's gate passes.
+
+        Writes liftlock:bundleDigest and liftlock:image into stacks/Pulumi.<to>.yaml and a record
+        promotions/<to>/<time>-<digest12>.json. A refused promotion changes no file.
+        """
         from liftlock.commands.gate import print_report
         from liftlock.engine.env import find_project_root
         from liftlock.promote import promote

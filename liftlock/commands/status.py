@@ -15,8 +15,11 @@ def register(app: typer.Typer) -> None:
             typer.Option("--no-engine", help="Do not ask the engine for pending changes (faster)."),
         ] = False,
     ) -> None:
-        """Per stack: target, promoted bundle, last promotion, whether the workspace bundle differs,
-        and pending infrastructure changes (`pulumi preview`)."""
+        """Where each stack stands: bundle, last promotion, pending changes.
+
+        Per stack: target, promoted bundle, last promotion (when, from where), whether the
+        workspace bundle differs, and pending infrastructure changes (`pulumi preview`).
+        """
         from rich.console import Console
         from rich.table import Table
 
