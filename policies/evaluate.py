@@ -122,7 +122,8 @@ def evaluate_bundle(
         problems = list(rule.check(facts, ctx))
         findings.extend(finding(rule, level, subject, problem) for problem in problems)
         if not problems:
-            findings.append(finding(rule, level, subject, None, passed_note="ok"))
+            note = rule.summary(facts, ctx) if rule.summary else "ok"
+            findings.append(finding(rule, level, subject, None, passed_note=note))
     return findings
 
 

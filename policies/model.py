@@ -101,6 +101,8 @@ class Rule:
     kinds: frozenset[str] | None = None  # resource/stack rules: the kinds judged; None = all
     # bundle rules: what they judge, formatted with the facts (e.g. "{subject}/model_card.json")
     artifact: str | None = None
+    # bundle rules: what a pass looked at, for the table (e.g. "accuracy 0.9650 ≥ 0.95")
+    summary: Callable[..., str] | None = None
 
     def applies_to(self, obj: KubeObject) -> bool:
         return self.kinds is None or obj.get("kind") in self.kinds
@@ -124,6 +126,7 @@ def rule(
     fix: str,
     kinds: Iterable[str] | None = None,
     artifact: str | None = None,
+    summary: Callable[..., str] | None = None,
 ) -> Callable[[Callable[..., Iterable[Any]]], Rule]:
     """Describe a plain check function as a `Rule` (the function stays callable as `.check`)."""
 
@@ -137,6 +140,7 @@ def rule(
             check=check,
             kinds=frozenset(kinds) if kinds is not None else None,
             artifact=artifact,
+            summary=summary,
         )
 
     return describe

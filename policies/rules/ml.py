@@ -31,11 +31,31 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def _metrics_summary(facts: Facts, ctx: RuleContext) -> str:
+    metrics = facts.get("metrics") or {}
+    return ", ".join(
+        f"{name} {float(metrics[name]):.4f} ≥ {minimum}"
+        for name, minimum in sorted(ctx.thresholds.metrics.items())
+        if _number(metrics.get(name)) is not None
+    )
+
+
+def _champion_summary(facts: Facts, ctx: RuleContext) -> str:
+    champion = facts.get("champion")
+    if not champion:
+        return "no champion yet (first promotion into this stack)"
+    return (
+        f"within {ctx.thresholds.max_regression} of champion {str(champion.get('digest'))[7:19]}"
+        f" ({champion.get('record')})"
+    )
+
+
 @rule(
     name="metrics-thresholds",
     domain="ml",
     scope="bundle",
     artifact="{subject}/bundle.json (metrics)",
+    summary=_metrics_summary,
     description="Every gated metric reaches the stack's minimum (thresholds.metrics in "
     "policies/gates.yaml).",
     fix="improve the model (params.yaml, ml/train.py) and rebuild with `dvc repro`",
@@ -55,6 +75,7 @@ def metrics_thresholds(facts: Facts, ctx: RuleContext) -> Iterator[str]:
     domain="ml",
     scope="bundle",
     artifact="{subject}/bundle.json (metrics)",
+    summary=_champion_summary,
     description="No metric drops more than the tolerance (thresholds.maxRegression) below the "
     "champion: the bundle the target stack runs (its last promotion record).",
     fix="improve the model until it matches the champion, or raise maxRegression for the stack in "

@@ -55,6 +55,11 @@ def test_compliant_bundle_passes_every_ml_rule(gates: Gates, facts: dict[str, An
     findings = evaluate_bundle(facts, gates, "prod")
     assert {f.rule for f in findings} >= {r.name for r in ml.RULES}
     assert [f for f in findings if f.verdict is not Verdict.PASS] == []
+    notes = {f.rule: f.message for f in findings}
+    assert notes["metrics-thresholds"] == (
+        "accuracy 0.9650 ≥ 0.95, f1 0.9515 ≥ 0.93, recall 0.9245 ≥ 0.92, roc_auc 0.9962 ≥ 0.98"
+    )
+    assert notes["no-regression"] == "within 0.01 of champion 222222222222 (r)"
 
 
 def test_metrics_below_prod_threshold_fail_prod_and_warn_dev(
