@@ -37,6 +37,8 @@ from liftlock.errors import ExternalCommandError, LiftlockError
 STEPS = 7
 SMOKE_ROWS = 3
 READY_TIMEOUT_S = 120.0
+#: What the loop changes in git-tracked folders; the sample change starts from them.
+CHANGED_FOLDERS = ("stacks", "promotions", "deploy")
 
 
 @dataclass
@@ -203,7 +205,7 @@ class Demo:
 
     def _preview_in(self, tree: Path) -> str:
         # The worktree starts as the checkout is now (promotions included), committed as "base".
-        for folder in ("stacks", "promotions", "deploy"):
+        for folder in CHANGED_FOLDERS:
             source = self.root / folder
             if source.is_dir():
                 shutil.copytree(source, tree / folder, dirs_exist_ok=True)
@@ -213,11 +215,13 @@ class Demo:
         env = dict(self.env)
         env["LIFTLOCK_ROOT"] = str(tree)
         git = ["git", "-c", "user.name=liftlock-demo", "-c", "user.email=demo@liftlock.invalid"]
-        self.run([*git, "add", "--all", "--", ".", ":(exclude).venv", ":(exclude)bundle"], cwd=tree)
+        present = [f for f in CHANGED_FOLDERS if (tree / f).is_dir()]
+        self.run([*git, "add", "--all", "--", *present], cwd=tree)
         self.run([*git, "commit", "--quiet", "--allow-empty", "-m", "demo: base"], cwd=tree)
         base = self.run(["git", "rev-parse", "HEAD"], cwd=tree).strip()
         self.liftlock("promote", "staging", "prod", cwd=tree, env=env)
-        self.run([*git, "add", "--all", "--", ".", ":(exclude).venv", ":(exclude)bundle"], cwd=tree)
+        present = [f for f in CHANGED_FOLDERS if (tree / f).is_dir()]
+        self.run([*git, "add", "--all", "--", *present], cwd=tree)
         self.run([*git, "commit", "--quiet", "-m", "demo: promote staging -> prod"], cwd=tree)
         markdown = self.outputs_dir / "preview.md"
         as_json = self.outputs_dir / "preview.json"

@@ -3,8 +3,8 @@
 `git clone` of the checkout's HEAD into a temp folder, the engine linked into its `.tools/bin`
 (hard links, so the engine finds its bundled plugins beside itself), the venv linked, the DVC
 outputs restored or reproduced with the clone's own cache. Commands run with `run()` under the
-engine environment of the clone (its backend, a test passphrase, PYTHONPATH = the clone, so the
-clone's code runs, not the checkout's).
+engine environment of the clone (its backend, the embedded default passphrase, PYTHONPATH = the
+clone, so the clone's code runs, not the checkout's).
 """
 
 from __future__ import annotations
@@ -12,14 +12,20 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from liftlock.engine.env import TOOLS_BIN, engine_environment
+from liftlock.engine.env import EMBEDDED_DEFAULT_PASSPHRASE, TOOLS_BIN, engine_environment
 
-TEST_PASSPHRASE = "liftlock-tests"
 FAKE_IMAGE = "ghcr.io/liftlock/model@sha256:" + "ab" * 32  # an allowed registry
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class CommandFailed(AssertionError):
@@ -60,7 +66,8 @@ class ProjectClone:
     def env(self) -> dict[str, str]:
         env = engine_environment(self.root, os.environ, backend_dir=self.backend)
         env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
-        env["PULUMI_CONFIG_PASSPHRASE"] = TEST_PASSPHRASE
+        # The stack files carry the salts of the embedded default passphrase.
+        env["PULUMI_CONFIG_PASSPHRASE"] = EMBEDDED_DEFAULT_PASSPHRASE
         env["PYTHONPATH"] = str(self.root)
         env["LIFTLOCK_ROOT"] = str(self.root)
         return env
@@ -129,6 +136,20 @@ class ProjectClone:
         new, count = pattern.subn(rf"\g<1>{value}", text)
         assert count == 1, f"liftlock:{key} not found once in {path}"
         path.write_text(new, encoding="utf-8")
+
+    def isolate_docker_stack(self, stack: str, repository: str) -> int:
+        """Give a docker-target stack its own image repository (hence container name) and a free
+        host port, so it cannot collide with the checkout's own dev container."""
+        port = free_port()
+        self.set_config_number(stack, "hostPort", port)
+        path = self.root / "stacks" / f"Pulumi.{stack}.yaml"
+        text = path.read_text(encoding="utf-8")
+        new, count = re.subn(
+            r"^(\s*liftlock:imageRepository:).*$", rf"\g<1> {repository}", text, flags=re.M
+        )
+        assert count == 1, f"liftlock:imageRepository not found once in {path}"
+        path.write_text(new, encoding="utf-8")
+        return port
 
     def set_param(self, dotted_line: str, new_line: str) -> None:
         path = self.root / "params.yaml"

@@ -28,22 +28,28 @@ def previewed(tmp_path_factory: pytest.TempPathFactory, repo_root: Path):
     digest = clone.bundle_digest()
     for stack in ("staging", "prod"):
         clone.pin(stack, digest)
-    clone.commit_all("test: staging and prod run the workspace bundle")
+    clone.isolate_docker_stack("dev", "liftlock-model-preview-e2e")
+    clone.commit_all("test: staging and prod run the workspace bundle; dev on its own port")
     for stack in STACKS:
         clone.pulumi("stack", "init", stack)
-        clone.pulumi("up", "--yes", "--stack", stack, "--policy-pack", "policies", timeout=1200)
-    base = clone.commit_all("test: base (what pulumi wrote into the stack files)")
+    try:
+        for stack in STACKS:
+            clone.pulumi("up", "--yes", "--stack", stack, "--policy-pack", "policies", timeout=1200)
+        base = clone.commit_all("test: base (what pulumi wrote into the stack files)")
 
-    clone.set_param("    C: 1.0\n", "    C: 0.05\n")
-    clone.set_config_number("staging", "replicas", 3)
-    clone.commit_all("test: head (train C 0.05, staging replicas 3)")
+        clone.set_param("    C: 1.0\n", "    C: 0.05\n")
+        clone.set_config_number("staging", "replicas", 3)
+        clone.commit_all("test: head (train C 0.05, staging replicas 3)")
 
-    out = workdir / "preview.md"
-    json_out = workdir / "preview.json"
-    clone.liftlock("preview", "--base", base, "--out", str(out), "--json-out", str(json_out))
-    with json_out.open(encoding="utf-8") as handle:
-        data = json.load(handle)
-    return clone, out.read_text(encoding="utf-8"), data
+        out = workdir / "preview.md"
+        json_out = workdir / "preview.json"
+        clone.liftlock("preview", "--base", base, "--out", str(out), "--json-out", str(json_out))
+        with json_out.open(encoding="utf-8") as handle:
+            data = json.load(handle)
+        yield clone, out.read_text(encoding="utf-8"), data
+    finally:
+        # The dev container and image live on the machine's Docker engine: take them away.
+        clone.pulumi("destroy", "--yes", "--stack", "dev", check=False, timeout=600)
 
 
 def stack(data, name):

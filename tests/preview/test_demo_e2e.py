@@ -1,0 +1,72 @@
+"""`liftlock demo` (what `make demo` runs) end to end on a fresh clone with its own backend.
+
+The clone's dev stack gets its own image repository and host port, so the test cannot collide
+with a dev container of the checkout; the dev stack is destroyed at the end.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.preview.project_clone import ProjectClone
+
+pytestmark = [pytest.mark.slow, pytest.mark.engine, pytest.mark.docker]
+
+#: What the loop is meant to change in a checkout (everything else must stay as it was).
+EXPECTED_CHANGES = re.compile(
+    r"^( M stacks/Pulumi\.(dev|staging)\.yaml"
+    r"|\?\? promotions/(dev|staging)/[^/]+\.json"
+    r"|\?\? deploy/staging/.+)$"
+)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, repo_root: Path):
+    clone = ProjectClone.make(repo_root, tmp_path_factory.mktemp("demo-e2e"))
+    port = clone.isolate_docker_stack("dev", "liftlock-model-demo-e2e")
+    clone.commit_all("test: dev on its own port and image repository")
+    try:
+        output = clone.liftlock("demo", timeout=1800)
+        yield clone, output, port
+    finally:
+        clone.pulumi("destroy", "--yes", "--stack", "dev", check=False, timeout=600)
+
+
+def test_every_step_reports_its_time(demo_run):
+    _, output, _ = demo_run
+    for number in range(1, 8):
+        assert re.search(rf"^\[demo\] {number}/7 .+ done in \d+\.\d s", output, re.M), output
+
+
+def test_the_served_model_answered_on_localhost(demo_run):
+    _, output, port = demo_run
+    assert f"serving http://127.0.0.1:{port}" in output
+    assert re.search(r"/v1/predict: 3 predictions for 3 rows", output), output
+
+
+def test_summary_table_says_what_happened_where(demo_run):
+    _, output, _ = demo_run
+    table = output[output.index("liftlock demo — done in") :]
+    for where in (
+        "bundle/",
+        "stacks/Pulumi.dev.yaml",
+        "local Docker engine",
+        "127.0.0.1",
+        "stacks/Pulumi.staging.yaml",
+        "deploy/staging/",
+        "throwaway git worktree",
+    ):
+        assert where in table, table
+    assert re.search(r"prod: \d+ create", table), table  # prod has no state: all creates
+
+
+def test_the_checkout_changes_only_as_documented(demo_run):
+    clone, _, _ = demo_run
+    changes = clone.dirty()
+    unexpected = [line for line in changes if not EXPECTED_CHANGES.match(line)]
+    assert unexpected == [], unexpected
+    assert any("promotions/staging/" in line for line in changes)
+    assert len(clone.git("worktree", "list").splitlines()) == 1  # the sample change's is gone
