@@ -56,6 +56,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    # server CPU (all its processes) per request: what the load costs, whatever else runs here
+    cpu_us: float = float("nan")
 
 
 # --- servers ----------------------------------------------------------------------------------
@@ -163,6 +165,7 @@ def wrk(url: str, body: Path, connections: int, duration: float, work: Path) -> 
     ]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
     return {
+        "requests": float(re.search(r"(\d+) requests in", out).group(1)),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
         "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
@@ -172,9 +175,48 @@ def wrk(url: str, body: Path, connections: int, duration: float, work: Path) -> 
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants (MLServer runs worker processes)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def measure(
+    url: str, body: Path, connections: int, duration: float, work: Path, pid: int
+) -> dict[str, float]:
+    before = cpu_seconds(pid)
+    measured = wrk(url, body, connections, duration, work)
+    measured["cpu_us"] = (cpu_seconds(pid) - before) / max(1.0, measured["requests"]) * 1e6
+    return measured
+
+
 def _ms(text: str) -> float:
     number, unit = re.match(r"([\d.]+)(\w+)", text).groups()
     return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def in_app_latency(metrics_url: str) -> dict[str, float]:
+    """Share of /v1/predict requests the app answered within each latency bucket (its own
+    histogram: request start to response sent, without wrk's or the kernel's queueing)."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    pattern = (
+        r'liftlock_http_request_duration_seconds_bucket\{le="([^"]+)",route="/v1/predict"\} (\S+)'
+    )
+    buckets = {le: float(count) for le, count in re.findall(pattern, text)}
+    total = buckets.get("+Inf", 0.0) or 1.0
+    return {
+        le: count / total for le, count in buckets.items() if le in ("0.0005", "0.001", "0.002")
+    }
 
 
 def status_of(url: str, body: bytes) -> int:
@@ -273,6 +315,7 @@ def in_process(bundle: Path, features: list[str], x: np.ndarray) -> list[Result]
                 Result(
                     name, f"{label} c1", 1 / per_call, rows / per_call,
                     float(np.percentile(times, 50)) * 1e3, float(np.percentile(times, 99)) * 1e3, 0,
+                    float(np.median(times)) * 1e6,
                 )
             )  # fmt: skip
     return results
@@ -282,18 +325,25 @@ def in_process(bundle: Path, features: list[str], x: np.ndarray) -> list[Result]
 
 
 def run_http(
-    name: str, url: str, body_for, features: list[str], x: np.ndarray, duration: float, work: Path
+    name: str,
+    url: str,
+    body_for,
+    features: list[str],
+    x: np.ndarray,
+    duration: float,
+    work: Path,
+    pid: int,
 ) -> list[Result]:
     results = []
     for scenario, rows, connections in SCENARIOS:
         body = work / f"{name}-{rows}.json"
         body.write_bytes(body_for(features, x[:rows]))
         wrk(url, body, connections, 2, work)  # warm-up
-        measured = wrk(url, body, connections, duration, work)
+        measured = measure(url, body, connections, duration, work, pid)
         results.append(
             Result(
                 name, scenario, measured["rps"], measured["rps"] * rows, measured["p50"],
-                measured["p99"], int(measured["errors"]),
+                measured["p99"], int(measured["errors"]), measured["cpu_us"],
             )
         )  # fmt: skip
         print(f"[bench] {name:<10} {scenario:<12} {measured['rps']:>9.0f} req/s", flush=True)
@@ -334,19 +384,22 @@ def main() -> int:
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}/v1/predict"
-        results += run_http("liftlock", url, liftlock_body, features, x, args.duration, work)
+        results += run_http(
+            "liftlock", url, liftlock_body, features, x, args.duration, work, process.pid
+        )
         bad["liftlock"] = {
             k: status_of(url, v) for k, v in bad_bodies(features, x, "liftlock").items()
         }
+        server_side = in_app_latency(f"http://127.0.0.1:{port}/metrics")
         # the compact form: rows as arrays in feature order (no keys to parse)
         body = work / "liftlock-arrays.json"
         body.write_bytes(json.dumps({"rows": x.tolist()}).encode())
         wrk(url, body, 1, 2, work)
-        measured = wrk(url, body, 1, args.duration, work)
+        measured = measure(url, body, 1, args.duration, work, process.pid)
         results.append(
             Result(
                 "liftlock", "batch100 arrays c1", measured["rps"], measured["rps"] * 100,
-                measured["p50"], measured["p99"], int(measured["errors"]),
+                measured["p50"], measured["p99"], int(measured["errors"]), measured["cpu_us"],
             )
         )  # fmt: skip
     finally:
@@ -378,7 +431,9 @@ def main() -> int:
         )  # fmt: skip
         try:
             url = f"http://127.0.0.1:{port}/v2/models/model/infer"
-            results += run_http("mlserver", url, mlserver_body, features, x, args.duration, work)
+            results += run_http(
+                "mlserver", url, mlserver_body, features, x, args.duration, work, process.pid
+            )
             bad["mlserver"] = {
                 k: status_of(url, v) for k, v in bad_bodies(features, x, "mlserver").items()
             }
@@ -396,7 +451,9 @@ def main() -> int:
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}/predict"
-        results += run_http("fastapi", url, minimal_body, features, x, args.duration, work)
+        results += run_http(
+            "fastapi", url, minimal_body, features, x, args.duration, work, process.pid
+        )
         bad["fastapi"] = {
             k: status_of(url, v) for k, v in bad_bodies(features, x, "fastapi").items()
         }
@@ -405,6 +462,9 @@ def main() -> int:
 
     results += in_process(bundle, features, x)
     report(results, bad)
+    print("\nliftlock in-app latency of /v1/predict (its /metrics histogram, all scenarios):")
+    for le, share in server_side.items():
+        print(f"  <= {float(le) * 1e3:g} ms: {share:.2%} of requests")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
@@ -414,12 +474,12 @@ def _verdict(ok: bool) -> str:
 
 
 def report(results: list[Result], bad: dict[str, dict[str, int]]) -> None:
-    header = ("server", "scenario", "req/s", "rows/s", "p50 ms", "p99 ms", "non-2xx")
+    header = ("server", "scenario", "req/s", "rows/s", "p50 ms", "p99 ms", "non-2xx", "CPU us/req")
     print(f"\n{header[0]:<32} {header[1]:<19} " + " ".join(f"{h:>9}" for h in header[2:]))
     for r in results:
         print(
             f"{r.server:<32} {r.scenario:<19} {r.requests_per_s:>9.0f} {r.rows_per_s:>9.0f} "
-            f"{r.p50_ms:>9.3f} {r.p99_ms:>9.3f} {r.errors:>9}"
+            f"{r.p50_ms:>9.3f} {r.p99_ms:>9.3f} {r.errors:>9} {r.cpu_us:>10.0f}"
         )
     print("\nbad payloads (HTTP status):")
     for server, codes in bad.items():
@@ -434,9 +494,16 @@ def report(results: list[Result], bad: dict[str, dict[str, int]]) -> None:
                 speedup = mine.rows_per_s / theirs.rows_per_s
                 print(
                     f"  {scenario:<12} vs {other:<9} throughput x{speedup:.1f}, "
-                    f"p99 {theirs.p99_ms / mine.p99_ms:.1f}x lower"
+                    f"p99 {theirs.p99_ms / mine.p99_ms:.1f}x lower, "
+                    f"server CPU per request {theirs.cpu_us / mine.cpu_us:.1f}x lower"
                 )
     c1, c16, batch = (by.get(("liftlock", s)) for s, _, _ in SCENARIOS)
+    print("\nliftlock capacity with one core to itself (1 / server CPU per request):")
+    for r in results:
+        if r.server == "liftlock" and r.cpu_us > 0:
+            capacity = 1e6 / r.cpu_us
+            rows = capacity * r.rows_per_s / r.requests_per_s
+            print(f"  {r.scenario:<19} {capacity:>7.0f} req/s = {rows:>8.0f} rows/s")
     print("\ntargets:")
     if c1:
         print(f"  single c1 p99 <= 2 ms: {c1.p99_ms:.2f} ms {_verdict(c1.p99_ms <= 2)}")

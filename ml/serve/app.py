@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import gc
 import logging
 import time
 import urllib.parse
@@ -264,6 +265,9 @@ class ServeApp:
             if message["type"] == "lifespan.startup":
                 self._open_input_log()
                 self._flusher = asyncio.create_task(self._flush_periodically())
+                # Everything built so far (bundle, FastAPI, pydantic models) lives as long as the
+                # process: keep it out of the collector's full passes (shorter pauses, p99).
+                gc.freeze()
                 self.ready = True
                 log.info("serving bundle %s (%s backend)", self._digest, self.bundle.backend)
                 await send({"type": "lifespan.startup.complete"})
