@@ -36,6 +36,10 @@ runtime:
 """
 
 
+class Changed(Exception):
+    """A no-change command found changes (dev: someone edited the server's sources meanwhile)."""
+
+
 def pulumi(cwd: Path, backend: Path, *args: str) -> float:
     """Run one pulumi command; return its wall time in seconds (fail loudly)."""
     env = engine_environment(REPO_ROOT, backend_dir=backend)
@@ -51,14 +55,28 @@ def pulumi(cwd: Path, backend: Path, *args: str) -> float:
     )
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
+        if "no changes were expected" in result.stdout + result.stderr:
+            raise Changed(" ".join(args))
         raise SystemExit(
             f"pulumi {' '.join(args)} failed in {cwd}:\n{result.stdout}\n{result.stderr}"
         )
     return elapsed
 
 
-def median_of(runs: int, cwd: Path, backend: Path, *args: str) -> float:
-    return statistics.median(pulumi(cwd, backend, *args) for _ in range(runs))
+def no_change_run(cwd: Path, backend: Path, stack: str, *args: str) -> float:
+    """Time of one no-change command. If the stack changed under us (the dev image hashes the
+    checkout's sources, which others may be editing), catch up with an `up` and measure again."""
+    for _ in range(3):
+        try:
+            return pulumi(cwd, backend, *args)
+        except Changed:
+            print(f"  ({stack}: sources changed meanwhile; catching up, then measuring again)")
+            pulumi(cwd, backend, "up", "--stack", stack, "--yes", "--skip-preview")
+    raise SystemExit(f"{stack}: still changing after 3 catch-ups; measure on a quiet checkout")
+
+
+def median_of(runs: int, cwd: Path, backend: Path, stack: str, *args: str) -> float:
+    return statistics.median(no_change_run(cwd, backend, stack, *args) for _ in range(runs))
 
 
 def copy_project(workdir: Path) -> Path:
@@ -86,8 +104,12 @@ def empty_project(workdir: Path) -> Path:
 
 def measure(runs: int, cwd: Path, backend: Path, stack: str) -> tuple[float, float]:
     """(median no-change up, median preview) of an already-deployed stack."""
-    up = median_of(runs, cwd, backend, "up", "--stack", stack, "--yes", "--expect-no-changes")
-    preview = median_of(runs, cwd, backend, "preview", "--stack", stack, "--expect-no-changes")
+    up = median_of(
+        runs, cwd, backend, stack, "up", "--stack", stack, "--yes", "--expect-no-changes"
+    )
+    preview = median_of(
+        runs, cwd, backend, stack, "preview", "--stack", stack, "--expect-no-changes"
+    )
     return up, preview
 
 
