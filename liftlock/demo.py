@@ -209,9 +209,12 @@ class Demo:
             source = self.root / folder
             if source.is_dir():
                 shutil.copytree(source, tree / folder, dirs_exist_ok=True)
-        for linked in (".venv", "bundle"):
-            if (self.root / linked).exists() and not (tree / linked).exists():
-                (tree / linked).symlink_to(self.root / linked)
+        if (self.root / ".venv").exists() and not (tree / ".venv").exists():
+            (tree / ".venv").symlink_to(self.root / ".venv")  # Pulumi.yaml's virtualenv
+        # The DVC outputs, from the checkout's cache: the gate checks them against dvc.lock.
+        dvc = shutil.which("dvc", path=self.env.get("PATH")) or "dvc"
+        self.run([dvc, "cache", "dir", "--local", str(self.root / ".dvc" / "cache")], cwd=tree)
+        self.run([dvc, "checkout", "--quiet"], cwd=tree)
         env = dict(self.env)
         env["LIFTLOCK_ROOT"] = str(tree)
         git = ["git", "-c", "user.name=liftlock-demo", "-c", "user.email=demo@liftlock.invalid"]
