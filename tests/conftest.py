@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
+    from tests.helpers.kube_apiserver import LocalCluster
     from tests.helpers.pulumi_cli import PulumiCLI
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +19,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def repo_root() -> Path:
     """The checkout under test."""
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def kube_apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A real kube-apiserver + etcd on 127.0.0.1, shared by the session (tests/helpers/)."""
+    from tests.helpers.kube_apiserver import local_cluster
+
+    with local_cluster(tmp_path_factory.mktemp("kube-apiserver")) as cluster:
+        yield cluster
 
 
 @pytest.fixture
