@@ -134,7 +134,7 @@ done
 if [[ -n "${LIFTLOCK_SYSTEM_PULUMI:-}" ]]; then
   # A user with an official CLI may skip the Go build of the engine itself.
   step "pulumi: using $LIFTLOCK_SYSTEM_PULUMI instead of building it"
-  cp -f "$LIFTLOCK_SYSTEM_PULUMI" "$bin/pulumi"
+  [[ "$LIFTLOCK_SYSTEM_PULUMI" -ef "$bin/pulumi" ]] || cp -f "$LIFTLOCK_SYSTEM_PULUMI" "$bin/pulumi"
   kept=()
   for c in "${components[@]}"; do [[ "$c" == pulumi ]] || kept+=("$c"); done
   components=("${kept[@]}")

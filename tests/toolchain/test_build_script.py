@@ -38,12 +38,14 @@ def _checkout(tmp_path: Path) -> Path:
     return root
 
 
-def _build(root: Path, *components: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LIFTLOCK_TOOLCHAIN_CACHED_ONLY": "1"}
-    env.pop("LIFTLOCK_SYSTEM_PULUMI", None)
+def _build(
+    root: Path, *components: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "LIFTLOCK_TOOLCHAIN_CACHED_ONLY": "1", **(env or {})}
+    full_env.pop("LIFTLOCK_SYSTEM_PULUMI", None)
     return subprocess.run(
         ["bash", str(root / "toolchain" / "build.sh"), *components],
-        env=env,
+        env=full_env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -92,3 +94,19 @@ def test_another_checkout_reuses_every_cached_build_in_order(tmp_path: Path) -> 
         assert os.access(tools / name, os.X_OK), f"{name} not linked into {tools}"
     # The engine finds the provider in its plugin cache; on PATH it would warn on every run.
     assert not (tools / "pulumi-resource-kubernetes").exists()
+
+
+@pytest.mark.slow
+def test_provider_install_into_an_empty_plugin_cache_then_skipped(tmp_path: Path) -> None:
+    root = _checkout(tmp_path)
+    env = {"PULUMI_HOME": str(tmp_path / "pulumi-home")}
+    # Named in reverse: pulumi is still built (linked) first, since the install step needs it.
+    first = _build(root, "kubernetes", "pulumi", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "kubernetes 4.25.0: plugin installed into" in first.stdout
+    installed = tmp_path / "pulumi-home" / "plugins" / "resource-kubernetes-v4.25.0"
+    assert (installed / "pulumi-resource-kubernetes").is_file()
+
+    again = _build(root, "pulumi", "kubernetes", env=env)
+    assert again.returncode == 0, again.stderr
+    assert f"kubernetes 4.25.0: plugin installed ({installed})" in again.stdout
