@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.engine, pytest.mark.docker]
 EXPECTED_CHANGES = re.compile(
     r"^( M stacks/Pulumi\.(dev|staging)\.yaml"
     r"|\?\? promotions/(dev|staging)/[^/]+\.json"
-    r"|\?\? deploy/staging/.+)$"
+    r"|( M|\?\?) deploy/staging/.+)$"
 )
 
 
@@ -30,6 +30,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, repo_root: Path):
     clone.commit_all("test: dev on its own port and image repository")
     try:
         output = clone.liftlock("demo", timeout=1800)
+        print(output)  # shown with -s, or when a test fails
         yield clone, output, port
     finally:
         clone.pulumi("destroy", "--yes", "--stack", "dev", check=False, timeout=600)
