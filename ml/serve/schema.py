@@ -146,9 +146,10 @@ class RequestParser:
             request = self._decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return None
-        rows = request.rows if request.row is None else [request.row]
-        if rows is None or (request.row is not None and request.rows is not None):
+        unset = msgspec.UNSET
+        if (request.row is unset) == (request.rows is unset):  # neither, or both
             return None
+        rows = request.rows if request.row is unset else [request.row]
         row_struct, astuple = self._row_struct, self._astuple
         try:
             matrix = np.array(
@@ -300,7 +301,11 @@ def _typed_decoder(specs: list[FeatureSpec], max_rows: int) -> tuple[Any, type]:
     many: Any = Annotated[list[one], msgspec.Meta(min_length=1, max_length=max_rows)]
     request = msgspec.defstruct(
         "PredictRequest",
-        [("row", one | None, None), ("rows", many | None, None)],
+        # UNSET, not None, for "absent": an explicit null is refused like in the other tiers
+        [
+            ("row", one | msgspec.UnsetType, msgspec.UNSET),
+            ("rows", many | msgspec.UnsetType, msgspec.UNSET),
+        ],
         forbid_unknown_fields=True,
     )
     return msgspec.json.Decoder(request).decode, row
