@@ -195,7 +195,7 @@ class ServeApp:
                 raise RequestError(
                     413, f"body of {int(value)} bytes is over the limit of {self._max_body} bytes"
                 )
-        if not content_type.startswith(_JSON):
+        if not content_type.lower().startswith(_JSON):
             shown = content_type.decode("latin-1") or "none"
             raise RequestError(415, f"content-type {shown!r}: send application/json")
         message = await receive()
