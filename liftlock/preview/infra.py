@@ -109,7 +109,8 @@ def _property_changes(step: Mapping[str, Any]) -> tuple[PropertyChange, ...]:
     if detailed:
         for path in sorted(detailed):
             entry = detailed[path]
-            kind = str(entry.get("kind", "update"))
+            # The digest names it `kind`, the streamed events `diffKind`.
+            kind = str(entry.get("diffKind") or entry.get("kind") or "update")
             base_kind = kind.removesuffix("-replace")
             old_doc = old.get("inputs") if entry.get("inputDiff") else old.get("outputs")
             changes.append(

@@ -117,3 +117,18 @@ def test_unknown_outputs_are_shown_as_known_after_up():
     ]
     resources, _ = summarise_steps(steps)
     assert resources[0].properties[0].new == "(known after up)"
+
+
+def test_a_recorded_engine_stream_gives_the_replicas_update_and_a_clean_policy_pass():
+    """`PULUMI_ENABLE_STREAMING_JSON_PREVIEW=true pulumi preview --json --stack staging
+    --policy-pack policies` on the real engine (debug diagnostics dropped), head = replicas 3."""
+    events = read_event_log(DATA / "staging-replicas.stream.jsonl")
+    preview = summarise_preview("staging", ["stacks/Pulumi.staging.yaml"], {}, events)
+    assert preview.status == "ok", preview.errors
+    assert [(r.op, r.type, r.name) for r in preview.resources] == [
+        ("update", "kubernetes:apps/v1:Deployment", "staging-model-deployment")
+    ]
+    (change,) = preview.resources[0].properties
+    assert (change.path, change.kind, change.old, change.new) == ("spec.replicas", "update", 2, 3)
+    assert preview.unchanged == 15  # every other resource but the stack root
+    assert preview.policies_checked and preview.policy_verdict == "pass"
