@@ -56,9 +56,9 @@ def affected_stacks(changed: Iterable[str], stacks: Iterable[str]) -> dict[str, 
             for stack in known:
                 reasons[stack].append(path)
             continue
-        stack = stack_of_config_file(path)
-        if stack in reasons:
-            reasons[stack].append(path)
+        owner = stack_of_config_file(path)
+        if owner is not None and owner in reasons:
+            reasons[owner].append(path)
     return {stack: paths for stack, paths in reasons.items() if paths}
 
 

@@ -17,7 +17,7 @@ _FINDING_VERDICTS = {"fail": "fail", "warn": "advisory", "advisory": "advisory"}
 
 def parse_gate_output(stack: str, data: Any, exit_code: int) -> GateVerdict:
     """A verdict from the gate's JSON and exit code (1 = a mandatory rule failed)."""
-    findings = []
+    findings: list[Any] = []
     if isinstance(data, Mapping):
         findings = data.get("findings") or []
     elif isinstance(data, list):

@@ -72,12 +72,14 @@ def value_at(document: Any, path: str) -> Any:
     """The value at a property path, or the module's _MISSING sentinel."""
     node = document
     for token in parse_property_path(path):
-        if (isinstance(token, int) and isinstance(node, list) and token < len(node)) or (
-            isinstance(token, str) and isinstance(node, Mapping) and token in node
-        ):
+        if isinstance(token, int):
+            if not (isinstance(node, list) and token < len(node)):
+                return _MISSING
             node = node[token]
         else:
-            return _MISSING
+            if not (isinstance(node, Mapping) and token in node):
+                return _MISSING
+            node = node[token]
     return node
 
 

@@ -8,6 +8,7 @@ one line pointing at the JSON) until it fits.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -252,11 +253,10 @@ def render_markdown(report: PreviewReport, limit: int = GITHUB_COMMENT_LIMIT) ->
     summary = render_summary(report)
     renderers: list[Callable[[str], str]] = []
     if report.ml is not None:
-        ml = report.ml
-        renderers.append(lambda level: render_ml(ml, level))
+        renderers.append(functools.partial(render_ml, report.ml))
     for stack in report.stacks:
         renderers.append(
-            lambda level, s=stack: render_stack_details(s, report.gates.get(s.stack), level)
+            functools.partial(render_stack_details, stack, report.gates.get(stack.stack))
         )
     levels = [0] * len(renderers)
     sections = [render(LEVELS[0]) for render in renderers]

@@ -109,8 +109,10 @@ def diff_metric_values(
         old_values, new_values = base.get(file, {}), head.get(file, {})
         for name in sorted(set(old_values) | set(new_values)):
             old, new = old_values.get(name), new_values.get(name)
-            numeric = isinstance(old, int | float) and isinstance(new, int | float)
-            deltas.append(MetricDelta(file, name, old, new, (new - old) if numeric else None))
+            diff = None
+            if isinstance(old, int | float) and isinstance(new, int | float):
+                diff = new - old
+            deltas.append(MetricDelta(file, name, old, new, diff))
     return deltas
 
 

@@ -135,7 +135,9 @@ def plan_stack_runs(
     policy_pack: Path | None,
 ) -> tuple[list[PreviewRun], dict[str, list[str]], dict[str, list[str]]]:
     """One PreviewRun per affected stack, plus per-stack notes and unknown values."""
-    runs, notes, unknown = [], {}, {}
+    runs: list[PreviewRun] = []
+    notes: dict[str, list[str]] = {}
+    unknown: dict[str, list[str]] = {}
     present = existing_stacks(root, env)
     for stack, reasons in affected.items():
         notes[stack], unknown[stack] = [], []
