@@ -6,6 +6,7 @@ import logging
 
 from ml.serve.app import create_app
 from ml.serve.model import load_bundle
+from ml.serve.protocol import CoalescingHttpToolsProtocol
 from ml.serve.settings import ServeSettings
 
 # Seconds uvicorn waits for in-flight requests after SIGTERM before closing connections.
@@ -27,7 +28,7 @@ def serve(settings: ServeSettings) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         lifespan="on",
         access_log=settings.access_log,
         log_level=settings.log_level,

@@ -134,9 +134,12 @@ def test_liftlock_drift_exits_0_on_the_test_split_and_1_naming_shifted_features(
 
 
 @pytest.mark.slow
-def test_drift_on_what_a_real_server_served(fixture_bundle: FixtureBundle, tmp_path: Path) -> None:
+def test_drift_on_what_a_real_server_served(
+    fixture_bundle: FixtureBundle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Traffic from the test split, then shifted traffic: the log and /v1/inputs tell them apart."""
     running = start_server(fixture_bundle.path, tmp_path, "--input-window", str(143))
+    bundle = str(fixture_bundle.path)
 
     def send(x: np.ndarray) -> None:
         rows = [dict(zip(fixture_bundle.features, map(float, r), strict=True)) for r in x]
@@ -145,14 +148,21 @@ def test_drift_on_what_a_real_server_served(fixture_bundle: FixtureBundle, tmp_p
                 response = client.post("/v1/predict", json={"rows": rows[start : start + 20]})
                 assert response.status_code == 200, response.text
 
-    bundle = str(fixture_bundle.path)
+    def drift(*args: str) -> tuple[int, str]:
+        code = main(["drift", "--bundle", bundle, *args])
+        captured = capsys.readouterr()
+        return code, captured.out[-3000:] + captured.err
+
     try:
         send(fixture_bundle.x_test)
-        assert main(["drift", "--bundle", bundle, "--inputs", running.url]) == 0
+        code, output = drift("--inputs", running.url)
+        assert code == 0, output
         send(shifted(fixture_bundle))
-        assert main(["drift", "--bundle", bundle, "--inputs", running.url]) == 1
+        code, output = drift("--inputs", running.url)
+        assert code == 1, output
+        assert "mean_radius, worst_area" in output
     finally:
         stop_server(running)
-    # the log holds both: the last 143 rows are the shifted ones
-    log = str(running.input_log)
-    assert main(["drift", "--bundle", bundle, "--inputs", log, "--window", "143"]) == 1
+    # the log holds both, flushed on SIGTERM: the last 143 rows are the shifted ones
+    code, output = drift("--inputs", str(running.input_log), "--window", "143")
+    assert code == 1, output + running.output()[-2000:]
