@@ -166,6 +166,7 @@ def declare_kubernetes_stack(config: StackConfig, root: Path) -> StackOutputs:
                 annotations=annotations,
                 model_selector=selector_labels(config),
                 service_account_name=OBJECT_NAME,
+                wait_for_ready=config.wait_for_ready,
             ),
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[service])),
         )

@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 
 from infra.components.model_service import (
     SERVICE_PORT,
+    engine_annotations,
     restricted_container_security,
     restricted_pod_security,
 )
@@ -33,6 +34,8 @@ class DriftMonitorArgs:
     #: labels of the model pods the monitor may call
     model_selector: dict[str, str]
     service_account_name: pulumi.Input[str]
+    #: False only against an API server without controllers (see engine_annotations)
+    wait_for_ready: bool = True
 
 
 class DriftMonitor(pulumi.ComponentResource):
@@ -50,7 +53,7 @@ class DriftMonitor(pulumi.ComponentResource):
                 name=object_name,
                 namespace=args.namespace,
                 labels=job_labels,
-                annotations=args.annotations,
+                annotations={**args.annotations, **engine_annotations(args.wait_for_ready)},
             )
 
         pod_spec = k8s.core.v1.PodSpecArgs(

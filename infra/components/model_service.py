@@ -20,6 +20,7 @@ SERVICE_PORT = 8080
 RUN_AS_USER = 65534
 OBJECT_NAME = "liftlock-model"
 SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
+DELETION_POLICY_ANNOTATION = "pulumi.com/deletionPropagationPolicy"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +67,14 @@ def resource_requirements(resources: Resources) -> k8s.core.v1.ResourceRequireme
     )
 
 
+def engine_annotations(wait_for_ready: bool) -> dict[str, str]:
+    """Without controllers (a bare API server) nothing becomes ready and no garbage collector
+    clears the foreground-deletion finalizer: then skip the waiting and delete in background."""
+    if wait_for_ready:
+        return {}
+    return {SKIP_AWAIT_ANNOTATION: "true", DELETION_POLICY_ANNOTATION: "background"}
+
+
 def minimum_replicas(replicas: int, autoscaling: Autoscaling) -> int:
     return autoscaling.min_replicas if autoscaling.enabled else replicas
 
@@ -80,9 +89,7 @@ class ModelService(pulumi.ComponentResource):
     ) -> None:
         super().__init__("liftlock:ml:ModelService", name, None, opts)
         child = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=self))
-        annotations = dict(args.annotations)
-        if not args.wait_for_ready:
-            annotations[SKIP_AWAIT_ANNOTATION] = "true"
+        annotations = {**args.annotations, **engine_annotations(args.wait_for_ready)}
 
         def metadata(object_name: str, **extra: str) -> k8s.meta.v1.ObjectMetaArgs:
             return k8s.meta.v1.ObjectMetaArgs(

@@ -304,8 +304,10 @@ def test_cluster_target_uses_kubeconfig_and_context_and_can_skip_waiting(
     assert provider.inputs["context"] == "local", provider.urn
     assert "renderYamlToDirectory" not in provider.inputs, provider.urn
     assert run.of_type(APPLICATION) == [], "no Argo CD Application when applying directly"
-    deployment = run.one(DEPLOYMENT)
-    assert deployment.inputs["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+    for resource in kubernetes_objects(run):
+        annotations = resource.inputs["metadata"]["annotations"]
+        assert annotations["pulumi.com/skipAwait"] == "true", resource.urn
+        assert annotations["pulumi.com/deletionPropagationPolicy"] == "background", resource.urn
 
 
 def test_unreachable_cluster_fails_naming_the_context(project: tuple[Path, str]) -> None:
