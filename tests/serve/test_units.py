@@ -137,3 +137,39 @@ def test_the_typed_decoder_never_accepts_what_the_checked_path_refuses() -> None
             np.testing.assert_array_equal(typed, checked)
             agreed += 1
     assert agreed > 50
+
+
+def test_the_coalescing_transport_sends_a_response_in_one_write_and_holds_nothing() -> None:
+    import asyncio
+
+    from ml.serve.protocol import CoalescingTransport
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def close(self) -> None:
+            self.closed = True
+
+        def get_extra_info(self, name: str) -> str:
+            return f"info:{name}"
+
+    async def scenario() -> Recorder:
+        raw = Recorder()
+        transport = CoalescingTransport(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport.write(b"HEAD1")
+        transport.write(b"BODY1")  # one write: header + body
+        transport.write(b"HEAD2")  # a response without a body write: flushed next loop turn
+        await asyncio.sleep(0)
+        transport.write(b"LAST")
+        transport.close()  # flushes what it holds before closing
+        assert transport.get_extra_info("peername") == "info:peername"
+        return raw
+
+    raw = asyncio.run(scenario())
+    assert raw.writes == [b"HEAD1BODY1", b"HEAD2", b"LAST"]
+    assert raw.closed
