@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -143,7 +144,10 @@ class Demo:
 
     def up(self, stack: str) -> str:
         existing = json.loads(self.pulumi("stack", "ls", "--json") or "[]")
-        if stack not in {str(s.get("name", "")).split("/")[-1] for s in existing}:
+        names = {str(s.get("name", "")).split("/")[-1] for s in existing}
+        if stack not in names or not self.has_resources(stack):
+            self.refuse_taken_port(stack)
+        if stack not in names:
             with restored(self.root / "stacks" / f"Pulumi.{stack}.yaml"):
                 self.pulumi("stack", "init", stack)
         with stack_file_copy(self.root, stack) as config:
@@ -165,6 +169,29 @@ class Demo:
             count = sum(1 for _ in folder.rglob("*.yaml")) if folder.is_dir() else 0
             return f"{count} manifests rendered into {folder.relative_to(self.root)}/"
         return f"serving {outputs.get('serviceUrl')} (image {outputs.get('image')})"
+
+    def has_resources(self, stack: str) -> bool:
+        with restored(self.root / "stacks" / f"Pulumi.{stack}.yaml"):
+            exported = json.loads(self.pulumi("stack", "export", "--stack", stack) or "{}")
+        return len(exported.get("deployment", {}).get("resources") or []) > 0
+
+    def refuse_taken_port(self, stack: str) -> None:
+        """A docker-target stack deployed for the first time needs its host port free."""
+        from infra.config import load_stack_file
+
+        config = load_stack_file(self.root / "stacks" / f"Pulumi.{stack}.yaml", stack=stack)
+        if config.target != "docker":
+            return
+        with socket.socket() as probe:
+            probe.settimeout(1)
+            taken = probe.connect_ex(("127.0.0.1", config.host_port)) == 0
+        if taken:
+            raise LiftlockError(
+                f"127.0.0.1:{config.host_port} is already taken, and this checkout's `{stack}` "
+                "stack has nothing deployed: another checkout's container probably serves there",
+                hint=f"stop it (`docker ps` shows it; e.g. `docker rm -f liftlock-model-{stack}`), "
+                f"or give this checkout another liftlock:hostPort in stacks/Pulumi.{stack}.yaml",
+            )
 
     def smoke(self) -> str:
         url = str(self.outputs.get("dev", {}).get("serviceUrl") or "")
