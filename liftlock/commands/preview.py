@@ -62,7 +62,10 @@ def register(app: typer.Typer) -> None:
         jobs: Annotated[
             int,
             typer.Option(
-                "--jobs", min=0, max=8, help="Stacks previewed at once (0 = one per core, at most 2)."
+                "--jobs",
+                min=0,
+                max=8,
+                help="Stacks previewed at once (0 = one per core, at most 2).",
             ),
         ] = 0,
         fail_on_policy: Annotated[
