@@ -75,8 +75,27 @@ def no_change_run(cwd: Path, backend: Path, stack: str, *args: str) -> float:
     raise SystemExit(f"{stack}: still changing after 3 catch-ups; measure on a quiet checkout")
 
 
-def median_of(runs: int, cwd: Path, backend: Path, stack: str, *args: str) -> float:
-    return statistics.median(no_change_run(cwd, backend, stack, *args) for _ in range(runs))
+def interleaved_medians(
+    runs: int, floor: Path, project: Path, backend: Path, stack: str
+) -> dict[str, float]:
+    """Medians of no-change `up` and `preview`, the floor's run right before the stack's each
+    time, so both see the same load (the machine is shared)."""
+    commands = {
+        "up": ("up", "--yes", "--expect-no-changes"),
+        "preview": ("preview", "--expect-no-changes"),
+    }
+    times: dict[str, list[float]] = {
+        f"{who} {what}": [] for who in ("floor", stack) for what in commands
+    }
+    for _ in range(runs):
+        for what, args in commands.items():
+            times[f"floor {what}"].append(
+                no_change_run(floor, backend, "floor", args[0], "--stack", "floor", *args[1:])
+            )
+            times[f"{stack} {what}"].append(
+                no_change_run(project, backend, stack, args[0], "--stack", stack, *args[1:])
+            )
+    return {key: statistics.median(values) for key, values in times.items()}
 
 
 def copy_project(workdir: Path) -> Path:
@@ -102,17 +121,6 @@ def empty_project(workdir: Path) -> Path:
     return root
 
 
-def measure(runs: int, cwd: Path, backend: Path, stack: str) -> tuple[float, float]:
-    """(median no-change up, median preview) of an already-deployed stack."""
-    up = median_of(
-        runs, cwd, backend, stack, "up", "--stack", stack, "--yes", "--expect-no-changes"
-    )
-    preview = median_of(
-        runs, cwd, backend, stack, "preview", "--stack", stack, "--expect-no-changes"
-    )
-    return up, preview
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per command (median reported)")
@@ -127,10 +135,11 @@ def main() -> None:
         empty = empty_project(workdir)
         pulumi(empty, backend, "stack", "init", "floor")
         pulumi(empty, backend, "up", "--stack", "floor", "--yes")
-        floor_up, floor_preview = measure(options.runs, empty, backend, "floor")
-        print(f"engine floor (empty program): up {floor_up:.2f}s  preview {floor_preview:.2f}s")
         project = copy_project(workdir)
-        print(f"{'stack':<8} {'up (no change)':>15} {'ratio':>6} {'preview':>9} {'ratio':>6}")
+        print(
+            f"{'stack':<8} {'up (no change)':>15} {'floor':>7} {'ratio':>6}"
+            f" {'preview':>9} {'floor':>7} {'ratio':>6}"
+        )
         try:
             # Its own image tag, container name and port: the checkout's dev keeps running.
             dev_file = project / "stacks" / "Pulumi.dev.yaml"
@@ -141,10 +150,12 @@ def main() -> None:
             for stack in options.stacks:
                 pulumi(project, backend, "stack", "init", stack)
                 pulumi(project, backend, "up", "--stack", stack, "--yes")
-                up, preview = measure(options.runs, project, backend, stack)
+                m = interleaved_medians(options.runs, empty, project, backend, stack)
+                up, floor_up = m[f"{stack} up"], m["floor up"]
+                preview, floor_preview = m[f"{stack} preview"], m["floor preview"]
                 print(
-                    f"{stack:<8} {up:>14.2f}s {up / floor_up:>5.1f}x "
-                    f"{preview:>8.2f}s {preview / floor_preview:>5.1f}x",
+                    f"{stack:<8} {up:>14.2f}s {floor_up:>6.2f}s {up / floor_up:>5.2f}x"
+                    f" {preview:>8.2f}s {floor_preview:>6.2f}s {preview / floor_preview:>5.2f}x",
                     flush=True,
                 )
         finally:
@@ -161,7 +172,10 @@ def main() -> None:
                         capture_output=True,
                         check=False,
                     )
-        print(f"median of {options.runs} runs each; same engine, backend and language host")
+        print(
+            f"median of {options.runs} runs each, floor and stack interleaved; floor = the same "
+            "command on an empty Python program (same engine, backend, language host)"
+        )
 
 
 if __name__ == "__main__":
