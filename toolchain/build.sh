@@ -3,8 +3,9 @@
 # then links them into .tools/bin. Usage: toolchain/build.sh [COMPONENT...]  (default: all)
 #
 # Each component is a wrapper module toolchain/<name>/ (go.mod + go.sum pin every module) with a
-# build.env naming BINARY, PACKAGE, VERSION, TAGS, LDFLAGS, optionally LINK=false (keep the binary
-# out of .tools/bin), a prepare() function (run in the module folder before `go build`) and an
+# build.env naming BINARY, PACKAGE (or several of each, space-separated, in the same order),
+# VERSION, TAGS, LDFLAGS, optionally LINK=false (keep the binaries out of .tools/bin), a prepare()
+# function (run in the module folder before `go build`) and an
 # install() function (run in the module folder after linking; it may use TOOLS_BIN, BUILT_BINARY,
 # VERSION and step).
 # The cache key hashes the module's files and the Go version, so a fresh clone on the same
@@ -34,6 +35,12 @@ place() {
   ln -f "$1" "$2" 2>/dev/null || cp -f "$1" "$2"
 }
 
+# Every binary the component names (BINARY may list several) is in the cache folder $1.
+all_built() {
+  local b
+  for b in $BINARY; do [[ -x "$1/$b" ]] || return 1; done
+}
+
 cache_key() {
   # Everything that decides the binary: pins, build settings, the wrapper's own Go sources.
   local dir=$1
@@ -61,11 +68,19 @@ compile() {
   fi
   phase=$(date +%s)
   step "$name $VERSION: compiling $PACKAGE (cold builds take minutes; see README) ..."
+  # Several packages build in one go command (shared work) into the folder, named after them.
+  local target="$out.tmp/$BINARY"
+  [[ "$BINARY" == *" "* ]] && target="$out.tmp/"
+  # shellcheck disable=SC2086  # PACKAGE may name several packages
   (cd "$dir" && CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -tags "$TAGS" \
-      -ldflags "$LDFLAGS" -o "$out.tmp/$BINARY" "$PACKAGE")
+      -ldflags "$LDFLAGS" -o "$target" $PACKAGE)
+  local b
+  for b in $BINARY; do
+    [[ -x "$out.tmp/$b" ]] || die "$name: go build made no '$b' (BINARY and PACKAGE disagree in build.env)"
+  done
   step "$name $VERSION: compiled in $(elapsed "$phase")"
   rm -rf "$out" && mv "$out.tmp" "$out"
-  step "$name $VERSION: built in $(elapsed "$start") -> $out/$BINARY"
+  step "$name $VERSION: built in $(elapsed "$start") -> $out/"
 }
 
 build_component() {
@@ -79,11 +94,11 @@ build_component() {
   local key out lock
   key=$(cache_key "$dir")
   out="$cache/$name-$VERSION-$key"
-  if [[ ! -x "$out/$BINARY" ]]; then
+  if ! all_built "$out"; then
     # One builder per component at a time: two checkouts building at once wait, then share.
     exec {lock}>"$cache/$name.lock"
     flock "$lock"
-    if [[ -x "$out/$BINARY" ]]; then
+    if all_built "$out"; then
       step "$name $VERSION: built meanwhile by another run"
     elif [[ -n "${LIFTLOCK_TOOLCHAIN_CACHED_ONLY:-}" ]]; then
       die "$name $VERSION: not in the cache ($out) and LIFTLOCK_TOOLCHAIN_CACHED_ONLY is set" 4
@@ -94,9 +109,12 @@ build_component() {
   else
     step "$name $VERSION: cached ($out)"
   fi
-  if [[ "$LINK" == true ]]; then place "$out/$BINARY" "$bin/$BINARY"; fi
+  local b first=${BINARY%% *}
+  if [[ "$LINK" == true ]]; then
+    for b in $BINARY; do place "$out/$b" "$bin/$b"; done
+  fi
   if declare -F install >/dev/null; then
-    (cd "$dir" && TOOLS_BIN=$bin BUILT_BINARY=$out/$BINARY install)
+    (cd "$dir" && TOOLS_BIN=$bin BUILT_BINARY=$out/$first install)
   fi
 }
 

@@ -1,13 +1,16 @@
 """A real Kubernetes API server on 127.0.0.1 for tests: etcd + kube-apiserver from the toolchain.
 
-No controllers, scheduler or kubelet run, so objects are stored and served but no Pod starts.
+Objects are stored and served, but no Pod starts: no scheduler, kubelet or workload controllers
+run. A kube-controller-manager runs only the garbage collector and the namespace controller, so
+deletions complete as in a real cluster (the Pulumi provider deletes with foreground propagation,
+which waits for the collector; a deleted Namespace waits for the namespace controller).
 Independent of pytest (the session fixture `kube_apiserver` in tests/conftest.py wraps it):
 
     with local_cluster(Path("/tmp/k")) as cluster:
         cluster.request("GET", "/api/v1/namespaces")   # admin token, TLS verified
         # or: KUBECONFIG=cluster.kubeconfig, context cluster.context
 
-Both binaries come from `toolchain/build.sh kube-apiserver etcd` (linked into .tools/bin).
+The binaries come from `toolchain/build.sh kube-apiserver etcd` (linked into .tools/bin).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ BUILD_HINT = "build them with: bash toolchain/build.sh kube-apiserver etcd"
 DEFAULT_CONTEXT = "liftlock-local"
 #: Service IPs are allocated from here; nothing routes them (no kube-proxy).
 SERVICE_CIDR = "10.96.0.0/24"
+#: The only controllers that run: what deletions need, nothing that would start workloads.
+CONTROLLERS = ("garbage-collector-controller", "namespace-controller")
 
 
 class ClusterError(RuntimeError):
@@ -203,6 +208,21 @@ def start_apiserver(
     return _start(args, workdir / "kube-apiserver.log"), f"https://127.0.0.1:{port}"
 
 
+def start_controller_manager(kubeconfig: Path, workdir: Path) -> subprocess.Popen[bytes]:
+    """kube-controller-manager with CONTROLLERS only; it waits for the API server by itself."""
+    args = [
+        str(find_tool("kube-controller-manager")),
+        f"--kubeconfig={kubeconfig}",
+        f"--controllers={','.join(CONTROLLERS)}",
+        "--leader-elect=false",
+        # No serving port: nothing needs its metrics, and it would be one more listener.
+        "--secure-port=0",
+        "--use-service-account-credentials=false",
+        "--profiling=false",
+    ]
+    return _start(args, workdir / "kube-controller-manager.log")
+
+
 def wait_ready(
     cluster: LocalCluster,
     processes: dict[str, subprocess.Popen[bytes]],
@@ -252,7 +272,8 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
 def local_cluster(
     workdir: Path, *, context: str = DEFAULT_CONTEXT, timeout: float = 90.0
 ) -> Iterator[LocalCluster]:
-    """Start etcd and kube-apiserver under `workdir`, yield the ready cluster, stop both."""
+    """Start etcd, kube-apiserver and the controller manager under `workdir`, yield the ready
+    cluster, stop them all."""
     workdir.mkdir(parents=True, exist_ok=True)
     token = os.urandom(16).hex()
     processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -271,10 +292,11 @@ def local_cluster(
         write_kubeconfig(
             cluster.kubeconfig, server=server, ca_file=cluster.ca_file, token=token, context=context
         )
+        processes["kube-controller-manager"] = start_controller_manager(cluster.kubeconfig, workdir)
         wait_ready(cluster, processes, timeout)
         yield cluster
     finally:
-        # The API server first: it must not outlive its storage.
-        for name in ("kube-apiserver", "etcd"):
+        # Clients of the API server first; the API server must not outlive its storage.
+        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
             if name in processes:
                 stop(processes[name])

@@ -24,7 +24,7 @@ COMPONENTS = {
     "etcd": "v3.6.6",
     "actionlint": "1.7.12",
 }
-LINKED = ("pulumi", "kube-apiserver", "etcd", "actionlint")
+LINKED = ("pulumi", "kube-apiserver", "kube-controller-manager", "etcd", "actionlint")
 
 
 def _checkout(tmp_path: Path) -> Path:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -10,6 +12,7 @@ import pytest
 import yaml
 
 from tests.helpers.kube_apiserver import LocalCluster, local_cluster
+from tests.helpers.pulumi_cli import PulumiCLI, write_python_project
 
 CONFIGMAP = {
     "apiVersion": "v1",
@@ -24,6 +27,15 @@ def _port_open(url: str) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
         return sock.connect_ex((parts.hostname or "", parts.port or 0)) == 0
+
+
+def _gone(cluster: LocalCluster, path: str, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cluster.request("GET", path).status_code == 404:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 @pytest.mark.slow
@@ -52,6 +64,17 @@ def test_cluster_stores_objects_enforces_auth_and_stops(tmp_path: Path) -> None:
         with anonymous:
             assert anonymous.get("/api/v1/namespaces/default/configmaps").status_code == 403
 
+        # Deletions complete: the garbage collector clears a foreground deletion's finalizer,
+        # the namespace controller empties and removes a deleted namespace.
+        foreground = {"propagationPolicy": "Foreground"}
+        path = "/api/v1/namespaces/default/configmaps/liftlock-probe"
+        assert cluster.request("DELETE", path, foreground).status_code in (200, 202)
+        assert _gone(cluster, path), f"{path} still there: is the garbage collector running?"
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "probe-ns"}}
+        assert cluster.request("POST", "/api/v1/namespaces", namespace).status_code == 201
+        assert cluster.request("DELETE", "/api/v1/namespaces/probe-ns").status_code == 200
+        assert _gone(cluster, "/api/v1/namespaces/probe-ns"), "namespace probe-ns stuck deleting"
+
         kubeconfig = yaml.safe_load(cluster.kubeconfig.read_text())
         assert kubeconfig["current-context"] == "probe"
         (entry,) = kubeconfig["clusters"]
@@ -60,3 +83,42 @@ def test_cluster_stores_objects_enforces_auth_and_stops(tmp_path: Path) -> None:
 
     for name, url in (("kube-apiserver", cluster.server), ("etcd", cluster.etcd_url)):
         assert not _port_open(url), f"{name} still listening on {url} after the cluster stopped"
+
+
+PROGRAM = """
+import pulumi
+import pulumi_kubernetes as k8s
+
+config = pulumi.Config()
+provider = k8s.Provider(
+    "local",
+    kubeconfig=config.require("kubeconfig"),
+    context=config.require("context"),
+    enable_server_side_apply=True,
+)
+k8s.core.v1.ConfigMap(
+    "probe",
+    metadata={"name": "pulumi-probe", "namespace": "default"},
+    data={"answer": "42"},
+    opts=pulumi.ResourceOptions(provider=provider),
+)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.engine
+def test_built_provider_applies_to_the_local_cluster(
+    kube_apiserver: LocalCluster, pulumi_cli: Callable[..., PulumiCLI], tmp_path: Path
+) -> None:
+    pulumi = pulumi_cli(write_python_project(tmp_path / "project", PROGRAM))
+    pulumi.set_config(
+        {"kubeconfig": str(kube_apiserver.kubeconfig), "context": kube_apiserver.context}
+    )
+    pulumi("up", "--yes")
+    stored = kube_apiserver.request("GET", "/api/v1/namespaces/default/configmaps/pulumi-probe")
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["data"] == {"answer": "42"}
+
+    pulumi("destroy", "--yes")
+    gone = kube_apiserver.request("GET", "/api/v1/namespaces/default/configmaps/pulumi-probe")
+    assert gone.status_code == 404, gone.text

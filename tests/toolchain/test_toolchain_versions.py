@@ -53,5 +53,6 @@ def test_etcd_reports_the_pinned_version() -> None:
     assert "etcd Version: 3.6.6" in _run_tool("etcd", "--version").splitlines()
 
 
-def test_kube_apiserver_reports_the_pinned_version() -> None:
-    assert _run_tool("kube-apiserver", "--version").strip() == "Kubernetes v1.37.2"
+@pytest.mark.parametrize("name", ["kube-apiserver", "kube-controller-manager"])
+def test_kubernetes_binaries_report_the_pinned_version(name: str) -> None:
+    assert _run_tool(name, "--version").strip() == "Kubernetes v1.37.2"
