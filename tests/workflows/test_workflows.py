@@ -68,6 +68,10 @@ def test_pr_preview_runs_preview_and_edits_one_comment():
     assert "dvc pull" in text
     assert 'liftlock preview "${args[@]}"' in text and "--without-secrets" in text
     assert "upsert-preview-comment.sh" in text
+    names = [s.get("name", "") for s in steps(workflow)]
+    comment = names.index("Create or update the preview comment")
+    verdict = next(i for i, n in enumerate(names) if n.startswith("Fail the check"))
+    assert verdict > comment  # the comment is posted even when the check then fails
     script = (REPO / ".github" / "scripts" / "upsert-preview-comment.sh").read_text()
     assert "<!-- liftlock-preview -->" in script and "PATCH" in script
 
