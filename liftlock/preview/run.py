@@ -1,14 +1,16 @@
 """`liftlock preview`: git -> affected stacks -> DVC diff -> engine previews + gates -> report.
 
 What is compared: the checkout (committed or not) against the merge base of `--base` and HEAD,
-as a pull request's diff is. The model side is diffed first because reproducing a stale head
-changes the bundle that stacks and gates read; then the affected stacks are previewed by the
-real engine, at most `jobs` at a time, against each stack's state in the configured backend
-(what is deployed, so the comment says what merging and deploying would do), and the gates run.
+as a pull request's diff is. The model side is diffed first (a stale side is reproduced in a
+throwaway worktree, which takes the cores); then the affected stacks are previewed by the real
+engine, at most `jobs` at a time, against each stack's state in the configured backend (what is
+deployed, so the comment says what merging and deploying would do), and the gates run beside
+them. Nothing in the checkout is modified: the engine reads copies of the stack files.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
@@ -78,8 +80,6 @@ def list_stacks(root: Path) -> list[str]:
 
 
 def existing_stacks(root: Path, env: Mapping[str, str]) -> set[str]:
-    import json
-
     completed = subprocess.run(
         [pulumi_executable(env), "stack", "ls", "--json", "--cwd", str(root)],
         env=dict(env),
