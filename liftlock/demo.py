@@ -240,7 +240,8 @@ class Demo:
             (tree / ".venv").symlink_to(self.root / ".venv")  # Pulumi.yaml's virtualenv
         # The DVC outputs, from the checkout's cache: the gate checks them against dvc.lock.
         dvc = shutil.which("dvc", path=self.env.get("PATH")) or "dvc"
-        self.run([dvc, "cache", "dir", "--local", str(self.root / ".dvc" / "cache")], cwd=tree)
+        cache = self.run([dvc, "cache", "dir"]).strip() or str(self.root / ".dvc" / "cache")
+        self.run([dvc, "cache", "dir", "--local", cache], cwd=tree)
         self.run([dvc, "checkout", "--quiet"], cwd=tree)
         env = dict(self.env)
         env["LIFTLOCK_ROOT"] = str(tree)

@@ -157,7 +157,8 @@ def metrics_from_worktree(
     try:
         if not (tree / "dvc.yaml").is_file():
             raise DvcFailed(f"commit {commit[:12]} has no dvc.yaml")
-        run_dvc(["cache", "dir", "--local", str(root / ".dvc" / "cache")], tree, env)
+        cache = run_dvc(["cache", "dir"], root, env).strip() or str(root / ".dvc" / "cache")
+        run_dvc(["cache", "dir", "--local", cache], tree, env)
         run_dvc(["repro", "--pull"], tree, env)
         shown = _json(run_dvc(["metrics", "show", "--json"], tree, env))
         return flatten_metrics_show(shown), data_checks(tree)
