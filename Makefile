@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP) ## the Python virtual environment with liftlock and its pinned dependencies
 
-toolchain: venv ## build (or reuse) the pinned Pulumi engine and providers into .tools/bin
+toolchain: venv ## build (or reuse) the pinned Go tools (pulumi, kubernetes provider, kube-apiserver, etcd, actionlint)
 	@LIFTLOCK_VENV_BIN=$(abspath $(BIN)) bash toolchain/build.sh
 
 dockerd: ## make sure a local Docker engine is running (installs docker.io when missing)

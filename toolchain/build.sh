@@ -99,7 +99,7 @@ build_component() {
     exec {lock}>"$cache/$name.lock"
     flock "$lock"
     if all_built "$out"; then
-      step "$name $VERSION: built meanwhile by another run"
+      step "$name $VERSION: cached (built meanwhile by another run: $out)"
     elif [[ -n "${LIFTLOCK_TOOLCHAIN_CACHED_ONLY:-}" ]]; then
       die "$name $VERSION: not in the cache ($out) and LIFTLOCK_TOOLCHAIN_CACHED_ONLY is set" 4
     else
