@@ -15,8 +15,7 @@ from typing import Annotated
 import typer
 
 from liftlock import __version__
-from liftlock.errors import LiftlockError
-from ml.errors import MLError
+from ml.errors import DomainError
 
 # Order is the order of `liftlock --help`.
 COMMAND_MODULES = [
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     try:
         app(args=argv, prog_name="liftlock")
-    except (LiftlockError, MLError) as error:
+    except DomainError as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         return error.exit_code
     except KeyboardInterrupt:

@@ -1,25 +1,33 @@
 """The one exception hierarchy of liftlock.
 
-Every module raises a subclass of `LiftlockError`; the CLI (`liftlock.cli`) is the one place that
+Every module raises a subclass of `LiftlockError` (or, in `ml`, of `MLError`; both derive from
+`ml.errors.DomainError`); the CLI (`liftlock.cli`) is the one place that
 turns them into a message and an exit code. A message names the culprit (file, key, rule,
 resource) and, where there is one, the fix.
 """
 
 from __future__ import annotations
 
+# Bundle and data errors are raised by `ml`; liftlock re-exports them so callers import one module.
+from ml.errors import BundleError, DataContractError, DomainError
 
-class LiftlockError(Exception):
-    """Base class. `exit_code` is what the CLI exits with."""
+__all__ = [
+    "BundleError",
+    "ConfigError",
+    "DataContractError",
+    "DomainError",
+    "DriftDetected",
+    "ExternalCommandError",
+    "GateFailed",
+    "LiftlockError",
+    "ToolMissingError",
+]
+
+
+class LiftlockError(DomainError):
+    """An error of liftlock's orchestration (config, tools, gates, external commands)."""
 
     exit_code = 2
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
 
 
 class ConfigError(LiftlockError):
@@ -32,18 +40,6 @@ class ToolMissingError(LiftlockError):
     """A tool the loop needs (pulumi, dvc, dockerd, ...) is not installed or not running."""
 
     exit_code = 3
-
-
-class BundleError(LiftlockError):
-    """A model bundle is missing, incomplete, or its content does not match bundle.json."""
-
-    exit_code = 4
-
-
-class DataContractError(LiftlockError):
-    """Data breaks the data contract."""
-
-    exit_code = 5
 
 
 class GateFailed(LiftlockError):

@@ -1,11 +1,16 @@
-"""Errors of the ML side. `ml` imports nothing from liftlock, so it has its own small hierarchy;
-the liftlock CLI maps `MLError` to a message and `exit_code` in the same place as its own errors.
+"""The root of liftlock's one exception hierarchy, and the errors of the ML side.
+
+`ml` is the lowest layer (it imports neither liftlock nor policies), so the shared base,
+`DomainError`, lives here; `liftlock.errors.LiftlockError` derives from it too. The liftlock CLI
+maps any DomainError to its message and `exit_code` in one place.
 """
 
 from __future__ import annotations
 
 
-class MLError(Exception):
+class DomainError(Exception):
+    """An error a user can act on: a message that names the culprit, an optional fix."""
+
     exit_code = 2
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
@@ -15,6 +20,12 @@ class MLError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
+
+
+class MLError(DomainError):
+    """An error of the training pipeline, the bundle or the model service."""
+
+    exit_code = 2
 
 
 class ParamsError(MLError):
