@@ -58,7 +58,8 @@ def pulumi(cwd: Path, backend: Path, *args: str) -> float:
         if "no changes were expected" in result.stdout + result.stderr:
             raise Changed(" ".join(args))
         raise SystemExit(
-            f"pulumi {' '.join(args)} failed in {cwd}:\n{result.stdout}\n{result.stderr}"
+            f"pulumi {' '.join(args)} failed in {cwd}:\n{result.stdout[-3000:]}\n"
+            f"{result.stderr[-2000:]}"
         )
     return elapsed
 
