@@ -1,5 +1,5 @@
-"""The cluster target against a real kube-apiserver (no controllers: objects are stored, no Pod
-starts, so readiness waiting is off for this stack only)."""
+"""The cluster target against a real kube-apiserver (no scheduler or kubelet: objects are stored,
+no Pod ever runs, so readiness waiting is off for this stack only)."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def test_cluster_stack_creates_what_render_writes_then_no_change_then_destroy(
     with kube_apiserver.client() as client:
         for manifest in manifests:
             response = client.get(object_path(manifest))
-            # Without controllers, a Namespace (and foreground-deleted objects) only get marked.
+            # A Namespace is finalised asynchronously (or never, without a controller manager).
             gone = response.status_code == 404 or bool(
                 response.json()["metadata"].get("deletionTimestamp")
             )
