@@ -89,14 +89,28 @@ class ModelImageProvider(ResourceProvider):
     serialize_as_secret_always = False
 
     def _build(self, props: dict[str, Any]) -> dict[str, Any]:
+        import docker.errors
+        import requests.exceptions
+        import urllib3.exceptions
+
         from ml.serve.image import build_image
 
-        image_id = build_image(
-            Path(props["bundle_dir"]),
-            props["tag"],
-            repository=props["repository"],
-            log=_log_to_stderr,
-        )
+        try:
+            image_id = build_image(
+                Path(props["bundle_dir"]),
+                props["tag"],
+                repository=props["repository"],
+                log=_log_to_stderr,
+            )
+        except (
+            docker.errors.DockerException,
+            requests.exceptions.ConnectionError,
+            urllib3.exceptions.HTTPError,  # the build stream broke (e.g. dockerd restarted)
+        ) as error:
+            raise RuntimeError(
+                f"building {props['tag']}: the Docker engine failed or went away ({error}); "
+                "check it runs (`make dockerd`), then `pulumi up` again"
+            ) from error
         return {**props, "image_id": image_id}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
