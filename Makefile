@@ -37,7 +37,10 @@ dockerd: ## make sure a local Docker engine is running (installs docker.io when 
 
 bootstrap: venv toolchain ## venv + toolchain
 
-test: bootstrap dockerd ## set up everything and run the whole test suite
+bundle: venv ## the model bundle in bundle/ (dvc repro: a no-op when it is up to date)
+	@$(ENGINE) $(BIN)/dvc repro
+
+test: bootstrap dockerd bundle ## set up everything and run the whole test suite
 	@$(ENGINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: venv ## unit tests only (no engine, no containers)

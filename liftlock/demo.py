@@ -38,8 +38,9 @@ from liftlock.errors import ExternalCommandError, LiftlockError
 STEPS = 7
 SMOKE_ROWS = 3
 READY_TIMEOUT_S = 120.0
-#: What the loop changes in git-tracked folders; the sample change starts from them.
-CHANGED_FOLDERS = ("stacks", "promotions", "deploy")
+#: What the loop changes in git-tracked paths; the sample change starts from them. `dvc repro`
+#: (step 1) re-locks dvc.lock and rewrites the uncached metrics in eval/ when the code moved on.
+CHANGED_PATHS = ("stacks", "promotions", "deploy", "eval", "dvc.lock")
 
 
 @dataclass
@@ -232,10 +233,12 @@ class Demo:
 
     def _preview_in(self, tree: Path) -> str:
         # The worktree starts as the checkout is now (promotions included), committed as "base".
-        for folder in CHANGED_FOLDERS:
-            source = self.root / folder
+        for path in CHANGED_PATHS:
+            source = self.root / path
             if source.is_dir():
-                shutil.copytree(source, tree / folder, dirs_exist_ok=True)
+                shutil.copytree(source, tree / path, dirs_exist_ok=True)
+            elif source.is_file():
+                shutil.copy2(source, tree / path)
         if (self.root / ".venv").exists() and not (tree / ".venv").exists():
             (tree / ".venv").symlink_to(self.root / ".venv")  # Pulumi.yaml's virtualenv
         # The DVC outputs, from the checkout's cache: the gate checks them against dvc.lock.
@@ -246,12 +249,12 @@ class Demo:
         env = dict(self.env)
         env["LIFTLOCK_ROOT"] = str(tree)
         git = ["git", "-c", "user.name=liftlock-demo", "-c", "user.email=demo@liftlock.invalid"]
-        present = [f for f in CHANGED_FOLDERS if (tree / f).is_dir()]
+        present = [p for p in CHANGED_PATHS if (tree / p).exists()]
         self.run([*git, "add", "--all", "--", *present], cwd=tree)
         self.run([*git, "commit", "--quiet", "--allow-empty", "-m", "demo: base"], cwd=tree)
         base = self.run(["git", "rev-parse", "HEAD"], cwd=tree).strip()
         self.liftlock("promote", "staging", "prod", cwd=tree, env=env)
-        present = [f for f in CHANGED_FOLDERS if (tree / f).is_dir()]
+        present = [p for p in CHANGED_PATHS if (tree / p).exists()]
         self.run([*git, "add", "--all", "--", *present], cwd=tree)
         self.run([*git, "commit", "--quiet", "-m", "demo: promote staging -> prod"], cwd=tree)
         markdown = self.outputs_dir / "preview.md"

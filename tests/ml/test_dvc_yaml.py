@@ -79,3 +79,31 @@ def test_metrics_and_plots_are_not_cached_and_the_bundle_is_an_artifact(pipeline
         "path": "bundle",
         "type": "model",
     }
+
+
+def test_committed_dvc_lock_matches_the_committed_code_and_params(repo_root: Path) -> None:
+    """A code or params change committed without `dvc repro` leaves dvc.lock stale: the lineage
+    gate would then refuse every promotion. Missing outputs (a fresh clone) are not staleness."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    dvc = shutil.which("dvc") or str(Path(sys.executable).parent / "dvc")
+    done = subprocess.run(
+        [dvc, "status", "--json"], cwd=repo_root, capture_output=True, text=True, check=True
+    )
+    tracked = set(
+        subprocess.run(
+            ["git", "ls-files"], cwd=repo_root, capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    stale = []
+    for stage, entries in json.loads(done.stdout or "{}").items():
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict):
+                continue
+            for dep, state in entry.get("changed deps", {}).items():
+                if isinstance(state, dict) or (state == "modified" and dep in tracked):
+                    stale.append(f"{stage}: {dep} {state}")
+    assert not stale, f"dvc.lock is stale; run `dvc repro` and commit dvc.lock: {stale}"
