@@ -14,7 +14,7 @@ BUNDLE ?= bundle
 # Runs a command under the engine environment (PATH, file:// backend, passphrase, plugin flags).
 ENGINE := eval "$$($(BIN)/liftlock env)" &&
 
-.PHONY: stacks test-infra image help bootstrap venv toolchain dockerd test test-fast lint demo clean lock
+.PHONY: stacks test-infra image help bootstrap venv toolchain dockerd bundle test test-fast lint demo clean lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
