@@ -23,12 +23,12 @@ REPOSITORY = "liftlock-infra-test"
 
 
 def docker_client() -> Any:
-    docker = pytest.importorskip("docker")
+    import docker
     try:
         client = docker.from_env(timeout=60)
         client.ping()
     except docker.errors.DockerException as error:
-        pytest.skip(f"no Docker engine ({error}); start it with `make dockerd`")
+        pytest.fail(f"no Docker engine ({error}); start it with `make dockerd`")
     return client
 
 
@@ -71,7 +71,7 @@ def dev(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
     try:
         verify_bundle(repo_root / "bundle")
     except BundleError as error:
-        pytest.skip(f"no model bundle in the checkout ({error}); run `dvc repro` first")
+        pytest.fail(f"no model bundle in the checkout ({error}); run `make bundle` (dvc repro)")
     project = PulumiProject.copy_of(repo_root, tmp_path_factory.mktemp("dev"))
     shutil.copytree(repo_root / "bundle", project.root / "bundle")
     values = read_stack_file(project.stack_file("dev"))
