@@ -16,6 +16,7 @@ gates.yaml (the engine applies it on top of the pack's levels).
 from __future__ import annotations
 
 import os
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -104,12 +105,20 @@ def _message(rule: Rule, subject: str, problem: str) -> str:
     return f"[{rule.name}] {subject}: {problem}\nfix: {rule.fix}"
 
 
-class RuleResourcePolicy(ResourceValidationPolicy):
-    """A resource rule on each Kubernetes resource, at the stack's level for that rule."""
+class _GatedRulePolicy(Policy):
+    """What both policy kinds share: built from a rule, at the stack's level for that rule.
+
+    Listed before the resource or stack policy class, so `super().__init__` reaches that class's
+    constructor and this `enforcement_level` property hides the attribute it would set.
+    """
+
+    rule: Rule
+    context: StackContext
 
     def __init__(self, rule: Rule, context: StackContext) -> None:
         self.rule, self.context = rule, context
-        super().__init__(
+        # The next class in the MRO is Resource/StackValidationPolicy, which takes `validate`.
+        super().__init__(  # type: ignore[call-arg]
             name=rule.name,
             description=rule.description,
             validate=self._validate,
@@ -123,6 +132,13 @@ class RuleResourcePolicy(ResourceValidationPolicy):
     @enforcement_level.setter
     def enforcement_level(self, _value: EnforcementLevel | None) -> None:
         """The level comes from gates.yaml per stack; the constructor's value is ignored."""
+
+    @abstractmethod
+    def _validate(self, args: Any, report: ReportViolation) -> None: ...
+
+
+class RuleResourcePolicy(_GatedRulePolicy, ResourceValidationPolicy):
+    """A resource rule on each Kubernetes resource, at the stack's level for that rule."""
 
     def _validate(self, args: ResourceValidationArgs, report: ReportViolation) -> None:
         obj = kube_object(args.resource_type, args.props)
@@ -133,25 +149,8 @@ class RuleResourcePolicy(ResourceValidationPolicy):
             report(_message(self.rule, object_name(obj), problem), args.urn)
 
 
-class RuleStackPolicy(StackValidationPolicy):
+class RuleStackPolicy(_GatedRulePolicy, StackValidationPolicy):
     """A stack rule across every Kubernetes resource of the stack."""
-
-    def __init__(self, rule: Rule, context: StackContext) -> None:
-        self.rule, self.context = rule, context
-        super().__init__(
-            name=rule.name,
-            description=rule.description,
-            validate=self._validate,
-            remediation_steps=rule.fix,
-        )
-
-    @property
-    def enforcement_level(self) -> EnforcementLevel:
-        return self.context.level(self.rule.name)
-
-    @enforcement_level.setter
-    def enforcement_level(self, _value: EnforcementLevel | None) -> None:
-        """The level comes from gates.yaml per stack; the constructor's value is ignored."""
 
     def _validate(self, args: StackValidationArgs, report: ReportViolation) -> None:
         objects: list[dict[str, Any]] = []
