@@ -98,14 +98,10 @@ def stack_file(root: Path, stack: str) -> Path:
 
 
 def verify(bundle_dir: Path) -> str:
-    """The bundle digest, after checking every file against bundle.json."""
+    """The bundle digest, after checking every file against bundle.json (BundleError if not)."""
     from ml.bundle import verify_bundle
-    from ml.errors import BundleError as MLBundleError
 
-    try:
-        return verify_bundle(bundle_dir)
-    except MLBundleError as error:
-        raise BundleError(error.message, hint=error.hint) from error
+    return verify_bundle(bundle_dir)
 
 
 def _read_json(path: Path) -> Any:
