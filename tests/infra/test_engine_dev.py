@@ -24,6 +24,7 @@ REPOSITORY = "liftlock-infra-test"
 
 def docker_client() -> Any:
     import docker
+
     try:
         client = docker.from_env(timeout=60)
         client.ping()
@@ -102,7 +103,18 @@ def test_up_builds_the_image_and_the_model_answers_on_loopback(dev: PulumiProjec
 
 
 def test_second_up_and_preview_change_nothing(dev: PulumiProject) -> None:
-    dev.preview("dev", "--expect-no-changes")
+    # The image hashes the checkout's server sources (liftlock/, ml/): on a shared checkout
+    # someone may edit them between two commands. That, and only that, may differ; then catch
+    # up and look again (a few times at most).
+    for _ in range(3):
+        preview = dev.preview("dev", "--expect-no-changes", check=False)
+        if preview.returncode == 0:
+            break
+        assert "[diff: ~context_hash]" in preview.stdout, preview.stdout
+        assert "~tag" not in preview.stdout and "bundle_digest" not in preview.stdout
+        dev.up("dev")
+    else:
+        pytest.fail("the server sources kept changing; run on a quiet checkout")
     dev.up("dev", "--expect-no-changes")
 
 
