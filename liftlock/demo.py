@@ -16,7 +16,6 @@ container on the local Docker engine, and the preview comment in ~/.cache/liftlo
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
@@ -28,12 +27,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from liftlock.errors import ExternalCommandError, LiftlockError
+from liftlock.stackfile import restored, stack_file_copy, stack_path
 
 STEPS = 7
 SMOKE_ROWS = 3
@@ -149,7 +149,7 @@ class Demo:
         if stack not in names or not self.has_resources(stack):
             self.refuse_taken_port(stack)
         if stack not in names:
-            with restored(self.root / "stacks" / f"Pulumi.{stack}.yaml"):
+            with restored(stack_path(self.root, stack)):
                 self.pulumi("stack", "init", stack)
         with stack_file_copy(self.root, stack) as config:
             self.pulumi(
@@ -162,7 +162,7 @@ class Demo:
                 str(self.root / "policies"),
                 config_file=config,
             )
-        with restored(self.root / "stacks" / f"Pulumi.{stack}.yaml"):
+        with restored(stack_path(self.root, stack)):
             outputs = json.loads(self.pulumi("stack", "output", "--json", "--stack", stack) or "{}")
         self.outputs[stack] = outputs
         if outputs.get("target") == "render":
@@ -172,7 +172,7 @@ class Demo:
         return f"serving {outputs.get('serviceUrl')} (image {outputs.get('image')})"
 
     def has_resources(self, stack: str) -> bool:
-        with restored(self.root / "stacks" / f"Pulumi.{stack}.yaml"):
+        with restored(stack_path(self.root, stack)):
             exported = json.loads(self.pulumi("stack", "export", "--stack", stack) or "{}")
         return len(exported.get("deployment", {}).get("resources") or []) > 0
 
@@ -180,7 +180,7 @@ class Demo:
         """A docker-target stack deployed for the first time needs its host port free."""
         from infra.config import load_stack_file
 
-        config = load_stack_file(self.root / "stacks" / f"Pulumi.{stack}.yaml", stack=stack)
+        config = load_stack_file(stack_path(self.root, stack), stack=stack)
         if config.target != "docker":
             return
         with socket.socket() as probe:
@@ -284,28 +284,6 @@ def phrase(stack: Mapping[str, Any]) -> str:
     counts = stack.get("counts", {})
     parts = [f"{n} {op}" for op, n in counts.items() if n]
     return ", ".join(parts) if parts else "no change"
-
-
-@contextlib.contextmanager
-def stack_file_copy(root: Path, stack: str) -> Iterator[Path]:
-    """A copy of stacks/Pulumi.<stack>.yaml for `--config-file`: the engine may write into the
-    file it reads (an encryption salt, its own quoting); the checkout's file is promote's."""
-    source = root / "stacks" / f"Pulumi.{stack}.yaml"
-    with tempfile.TemporaryDirectory(prefix="liftlock-stack-") as scratch:
-        copy = Path(scratch) / source.name
-        shutil.copy2(source, copy)
-        yield copy
-
-
-@contextlib.contextmanager
-def restored(path: Path) -> Iterator[None]:
-    """Put `path` back as it was (`pulumi stack init` writes a salt into the stack file)."""
-    before = path.read_bytes() if path.is_file() else None
-    try:
-        yield
-    finally:
-        if before is not None and path.read_bytes() != before:
-            path.write_bytes(before)
 
 
 def read_json(path: Path) -> dict[str, Any]:

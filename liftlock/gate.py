@@ -16,7 +16,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import yaml
 
 from liftlock.errors import BundleError, ConfigError, ExternalCommandError, ToolMissingError
 from liftlock.records import latest_record
+from liftlock.stackfile import stack_file_copy, stack_names, stack_path
 from policies.evaluate import Finding, blocking, evaluate_bundle, evaluate_objects, finding
 from policies.gates import Gates, GatesError, load_gates
 from policies.model import Level, Verdict
@@ -85,11 +85,9 @@ def read_gates(root: Path) -> Gates:
 
 
 def stack_file(root: Path, stack: str) -> Path:
-    path = root / "stacks" / f"Pulumi.{stack}.yaml"
+    path = stack_path(root, stack)
     if not path.is_file():
-        known = sorted(
-            p.name[len("Pulumi.") : -len(".yaml")] for p in path.parent.glob("Pulumi.*.yaml")
-        )
+        known = sorted(stack_names(root))
         raise ConfigError(
             f"{path}: no such stack file (stacks: {', '.join(known) or 'none'})",
             hint=f"create stacks/Pulumi.{stack}.yaml or pick one of the stacks above",
@@ -312,17 +310,6 @@ def findings_from_events(
     return findings
 
 
-def _candidate_stack_file(source: Path, overrides: Mapping[str, str], into: Path) -> Path:
-    """A copy of the stack file with `liftlock:<key>` values replaced (the repo's stays as is)."""
-    from liftlock.stackfile import set_stack_values
-
-    target = into / source.name
-    shutil.copyfile(source, target)
-    if overrides:
-        set_stack_values(target, overrides)
-    return target
-
-
 def parse_events(text: str) -> list[dict[str, Any]]:
     """Engine events, one JSON object per line (what a streaming JSON preview prints)."""
     events = []
@@ -359,15 +346,15 @@ def policy_preview(
     # A streaming JSON preview prints every engine event, policy verdicts included (the plain
     # --json digest drops them).
     environment["PULUMI_ENABLE_STREAMING_JSON_PREVIEW"] = "true"
-    with tempfile.TemporaryDirectory(prefix="liftlock-gate-") as scratch:
-        config_file = _candidate_stack_file(stack_file(root, stack), overrides or {}, Path(scratch))
+    stack_file(root, stack)  # a missing stack file: ConfigError naming the stacks there are
+    with stack_file_copy(root, stack, overrides) as config_file:
         command = [
             pulumi, "preview", "--stack", stack, "--policy-pack", str(root / PACK_DIR),
             "--config-file", str(config_file), "--json", "--non-interactive", "--color", "never",
         ]  # fmt: skip
         result = _run_pulumi(command, root, environment)
         if result.returncode != 0 and "no stack named" in result.stderr + result.stdout:
-            create_stack(root, stack, pulumi, environment, Path(scratch))
+            create_stack(root, stack, pulumi, environment, config_file.parent)
             result = _run_pulumi(command, root, environment)
     findings = findings_from_events(parse_events(result.stdout), gates, stack)
     if result.returncode != 0 and not blocking(findings):

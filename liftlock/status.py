@@ -6,13 +6,11 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from liftlock.records import PromotionRecord, latest_record
-
-STACK_ORDER = ("dev", "staging", "prod")
+from liftlock.stackfile import stack_file_copy, stack_names, stack_path
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,13 +21,6 @@ class StackStatus:
     last_record: PromotionRecord | None
     workspace_differs: bool | None  # None: no workspace bundle to compare
     pending: str  # what `pulumi preview` says, or why it was not asked
-
-
-def stack_names(root: Path) -> list[str]:
-    found = {
-        p.name[len("Pulumi.") : -len(".yaml")] for p in (root / "stacks").glob("Pulumi.*.yaml")
-    }
-    return [s for s in STACK_ORDER if s in found] + sorted(found - set(STACK_ORDER))
 
 
 def workspace_digest(root: Path) -> str | None:
@@ -44,11 +35,8 @@ def workspace_digest(root: Path) -> str | None:
 
 def pending_changes(root: Path, stack: str, pulumi: str, env: dict[str, str]) -> str:
     """`pulumi preview --json` summary: 'none', 'N to create, …', or why it is unknown."""
-    # On a copy of the stack file: the engine may write into the one it reads (a new encryption
-    # salt), and `status` changes no file.
-    with tempfile.TemporaryDirectory(prefix="liftlock-status-") as scratch:
-        copy = Path(scratch) / f"Pulumi.{stack}.yaml"
-        shutil.copyfile(root / "stacks" / copy.name, copy)
+    # `status` changes no file: the engine reads a copy.
+    with stack_file_copy(root, stack) as copy:
         result = subprocess.run(
             [pulumi, "preview", "--stack", stack, "--config-file", str(copy), "--json",
              "--non-interactive"],
@@ -79,7 +67,7 @@ def collect_status(root: Path, *, engine: bool = True) -> list[StackStatus]:
     current = workspace_digest(root)
     statuses = []
     for stack in stack_names(root):
-        values = read_stack_file(root / "stacks" / f"Pulumi.{stack}.yaml")
+        values = read_stack_file(stack_path(root, stack))
         digest = values.get("bundleDigest")
         if digest is None and values.get("target") == "docker":
             digest = current if values.get("bundleDir", "bundle") == "bundle" else None

@@ -60,9 +60,3 @@ def affected_stacks(changed: Iterable[str], stacks: Iterable[str]) -> dict[str, 
         if owner is not None and owner in reasons:
             reasons[owner].append(path)
     return {stack: paths for stack, paths in reasons.items() if paths}
-
-
-def order_stacks(names: Iterable[str]) -> list[str]:
-    """dev, staging, prod first (the promotion order), then any other stack by name."""
-    rank = {"dev": 0, "staging": 1, "prod": 2}
-    return sorted(set(names), key=lambda s: (rank.get(s, 3), s))

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liftlock.errors import ConfigError, ExternalCommandError
-from liftlock.preview.affected import affected_stacks, order_stacks, touches_ml
+from liftlock.preview.affected import affected_stacks, touches_ml
 from liftlock.preview.gates import run_gate
 from liftlock.preview.infra import PreviewRun, pulumi_executable, run_stack_preview
 from liftlock.preview.ml import ml_diff
 from liftlock.preview.report import GateVerdict, PreviewReport, StackPreview
 from liftlock.preview.secretless import prepare_stand_in
+from liftlock.stackfile import restored, stack_names, stack_path
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,6 @@ def changed_files(root: Path, base_commit: str) -> list[str]:
     return sorted({p for p in [*tracked, *untracked] if p})
 
 
-def list_stacks(root: Path) -> list[str]:
-    found = [
-        p.name[len("Pulumi.") : -len(".yaml")] for p in (root / "stacks").glob("Pulumi.*.yaml")
-    ]
-    return order_stacks(found)
-
-
 def existing_stacks(root: Path, env: Mapping[str, str]) -> set[str]:
     completed = subprocess.run(
         [pulumi_executable(env), "stack", "ls", "--json", "--cwd", str(root)],
@@ -98,9 +92,7 @@ def existing_stacks(root: Path, env: Mapping[str, str]) -> set[str]:
 
 def init_stack(root: Path, stack: str, env: Mapping[str, str]) -> None:
     """Create an empty stack in the backend, leaving its stack file exactly as it was."""
-    config = root / "stacks" / f"Pulumi.{stack}.yaml"
-    before = config.read_bytes() if config.is_file() else None
-    try:
+    with restored(stack_path(root, stack)):
         completed = subprocess.run(
             [
                 pulumi_executable(env),
@@ -117,9 +109,6 @@ def init_stack(root: Path, stack: str, env: Mapping[str, str]) -> None:
             text=True,
             check=False,
         )
-    finally:
-        if before is not None and config.read_bytes() != before:
-            config.write_bytes(before)
     if completed.returncode != 0:
         raise ExternalCommandError(
             f"`pulumi stack init {stack}` failed: {completed.stderr.strip()[-500:]}"
@@ -155,8 +144,8 @@ def plan_stack_runs(
                 )
             # The engine reads a copy: it may write into a stack file (an encryption salt, its
             # own formatting), and a preview must leave the checkout as it found it.
-            source = root / "stacks" / f"Pulumi.{stack}.yaml"
-            config_file = workdir / f"Pulumi.{stack}.yaml"
+            source = stack_path(root, stack)
+            config_file = workdir / source.name
             config_file.write_bytes(source.read_bytes())
             stack_env = dict(env)
         runs.append(
@@ -179,7 +168,7 @@ def default_policy_pack(root: Path) -> Path | None:
 
 
 def select_stacks(root: Path, only: tuple[str, ...]) -> list[str]:
-    stacks = list_stacks(root)
+    stacks = stack_names(root)
     if only:
         unknown = sorted(set(only) - set(stacks))
         if unknown:

@@ -22,6 +22,7 @@ import yaml
 
 from liftlock.errors import ExternalCommandError
 from liftlock.preview.infra import SECRET_SIGNATURE, pulumi_executable
+from liftlock.stackfile import stack_path
 
 #: What a secret becomes when the passphrase is unavailable.
 UNKNOWN_SECRET_PLACEHOLDER = "liftlock-preview-unknown-secret"
@@ -112,7 +113,7 @@ def prepare_stand_in(
     root: Path, stack: str, env: Mapping[str, str], workdir: Path, stack_exists: bool
 ) -> StandIn:
     """A throwaway backend holding a secret-free copy of `stack`, ready for `pulumi preview`."""
-    source = root / "stacks" / f"Pulumi.{stack}.yaml"
+    source = stack_path(root, stack)
     text = source.read_text(encoding="utf-8") if source.is_file() else "config: {}\n"
     folder = workdir / f"stand-in-{stack}"
     backend = folder / "backend"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from liftlock.preview.affected import affected_stacks, order_stacks, touches_ml
+from liftlock.preview.affected import affected_stacks, touches_ml
+from liftlock.stackfile import order_stacks
 
 STACKS = ["dev", "staging", "prod"]
 
