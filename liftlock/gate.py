@@ -334,15 +334,13 @@ def policy_preview(
     env: Mapping[str, str] | None = None,
 ) -> list[Finding]:
     """`pulumi preview --policy-pack policies` on the stack; its policy verdicts as findings."""
-    from liftlock.engine.env import engine_environment
+    from liftlock.engine.env import engine_environment, pulumi_executable
 
     environment = engine_environment(root, env if env is not None else os.environ)
-    pulumi = shutil.which("pulumi", path=environment["PATH"])
-    if not pulumi:
-        raise ToolMissingError(
-            "the Pulumi engine is not built (.tools/bin/pulumi)",
-            hint="run `make toolchain`, or `liftlock gate --no-preview` for the rules alone",
-        )
+    pulumi = pulumi_executable(
+        environment,
+        hint="run `make toolchain`, or `liftlock gate --no-preview` for the rules alone",
+    )
     # A streaming JSON preview prints every engine event, policy verdicts included (the plain
     # --json digest drops them).
     environment["PULUMI_ENABLE_STREAMING_JSON_PREVIEW"] = "true"

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from liftlock.errors import ConfigError
+from liftlock.errors import ConfigError, ToolMissingError
 
 #: Passphrase of the embedded default stacks only. It protects nothing: it exists so that
 #: `make demo` runs with no set-up. Real stacks set PULUMI_CONFIG_PASSPHRASE(_FILE) or use a KMS.
@@ -65,6 +66,18 @@ def engine_environment(
     env.setdefault("PULUMI_DIY_BACKEND_NO_LEGACY_WARNING", "true")
     env["LIFTLOCK_ROOT"] = str(root)
     return env
+
+
+def pulumi_executable(
+    env: Mapping[str, str],
+    *,
+    hint: str = 'run `make toolchain`, or `eval "$(.venv/bin/liftlock env)"`',
+) -> str:
+    """The `pulumi` that the PATH of `env` (an engine environment) finds."""
+    found = shutil.which("pulumi", path=env.get("PATH"))
+    if not found:
+        raise ToolMissingError("the Pulumi engine is not on PATH (.tools/bin/pulumi)", hint=hint)
+    return found
 
 
 def shell_exports(env: Mapping[str, str], names: list[str] | None = None) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from liftlock.errors import ToolMissingError
+from liftlock.engine.env import pulumi_executable
 from liftlock.preview.report import PolicyViolation, PropertyChange, ResourceChange, StackPreview
 
 #: The engine's placeholder for a value known only after `pulumi up`.
@@ -302,16 +301,6 @@ class PreviewRun:
     policy_pack: Path | None = None
     config_file: Path | None = None
     timeout_s: float = 900.0
-
-
-def pulumi_executable(env: Mapping[str, str]) -> str:
-    found = shutil.which("pulumi", path=env.get("PATH"))
-    if not found:
-        raise ToolMissingError(
-            "the Pulumi engine is not on PATH (.tools/bin/pulumi)",
-            hint='run `make toolchain`, or `eval "$(.venv/bin/liftlock env)"`',
-        )
-    return found
 
 
 def preview_command(run: PreviewRun) -> list[str]:

@@ -20,10 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from liftlock.engine.env import pulumi_executable
 from liftlock.errors import ConfigError, ExternalCommandError
 from liftlock.preview.affected import affected_stacks, touches_ml
 from liftlock.preview.gates import run_gate
-from liftlock.preview.infra import PreviewRun, pulumi_executable, run_stack_preview
+from liftlock.preview.infra import PreviewRun, run_stack_preview
 from liftlock.preview.ml import ml_diff
 from liftlock.preview.report import GateVerdict, PreviewReport, StackPreview
 from liftlock.preview.secretless import prepare_stand_in

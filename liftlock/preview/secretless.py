@@ -20,8 +20,9 @@ from typing import Any
 
 import yaml
 
+from liftlock.engine.env import pulumi_executable
 from liftlock.errors import ExternalCommandError
-from liftlock.preview.infra import SECRET_SIGNATURE, pulumi_executable
+from liftlock.preview.infra import SECRET_SIGNATURE
 from liftlock.stackfile import stack_path
 
 #: What a secret becomes when the passphrase is unavailable.
