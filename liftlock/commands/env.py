@@ -6,7 +6,12 @@ import os
 
 import typer
 
-from liftlock.engine.env import engine_environment, find_project_root, shell_exports
+from liftlock.engine.env import (
+    engine_environment,
+    ensure_local_backend,
+    find_project_root,
+    shell_exports,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -17,4 +22,6 @@ def register(app: typer.Typer) -> None:
         Use as: eval "$(.venv/bin/liftlock env)", then run `pulumi` directly.
         """
         root = find_project_root()
-        typer.echo(shell_exports(engine_environment(root, os.environ)))
+        env = engine_environment(root, os.environ)
+        ensure_local_backend(env)
+        typer.echo(shell_exports(env))

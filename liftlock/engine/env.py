@@ -14,6 +14,7 @@ import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from liftlock.errors import ConfigError, ToolMissingError
 
@@ -78,6 +79,13 @@ def pulumi_executable(
     if not found:
         raise ToolMissingError("the Pulumi engine is not on PATH (.tools/bin/pulumi)", hint=hint)
     return found
+
+
+def ensure_local_backend(env: Mapping[str, str]) -> None:
+    """Create the folder of a file:// backend: the engine refuses `stack init` on a missing one."""
+    url = urlsplit(env.get("PULUMI_BACKEND_URL", ""))
+    if url.scheme == "file":
+        Path(unquote(url.netloc + url.path)).expanduser().mkdir(parents=True, exist_ok=True)
 
 
 def shell_exports(env: Mapping[str, str], names: list[str] | None = None) -> str:

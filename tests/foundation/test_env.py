@@ -64,3 +64,26 @@ def test_outside_a_checkout_the_error_says_what_was_looked_for(tmp_path: Path, m
     monkeypatch.delenv("LIFTLOCK_ROOT", raising=False)
     with pytest.raises(ConfigError, match=r"Pulumi\.yaml beside pyproject\.toml"):
         find_project_root(tmp_path)
+
+
+def test_liftlock_env_creates_the_local_backend_folder(tmp_path: Path, repo_root: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    root = tmp_path / "my checkout"
+    root.mkdir()
+    for name in ("Pulumi.yaml", "pyproject.toml"):
+        shutil.copy(repo_root / name, root / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "liftlock.cli", "env"],
+        cwd=root,
+        env={**env, "LIFTLOCK_ROOT": str(root)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "export PULUMI_BACKEND_URL=" in done.stdout
+    assert (root / ".pulumi-state").is_dir()  # `pulumi stack init` refuses a missing folder
