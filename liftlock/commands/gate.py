@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from liftlock.errors import GateFailed
 
+if TYPE_CHECKING:  # liftlock.gate loads the policies: imported only when a command runs
+    from liftlock.gate import GateReport
+
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
 
 
-def print_report(report: object, *, title: str | None = None) -> None:
+def print_report(report: GateReport, *, title: str | None = None) -> None:
     """The gate's table: rule, resource or artifact, level, verdict, fix."""
     from rich.console import Console
     from rich.table import Table
 
-    from liftlock.gate import GateReport
-
-    assert isinstance(report, GateReport)
     table = Table(
         title=title or f"gate {report.stack}: bundle {report.bundle_digest[7:19]}",
         caption=f"infrastructure rules: {report.infra_source}",
@@ -46,6 +46,11 @@ def print_report(report: object, *, title: str | None = None) -> None:
     console.print(
         f"{verdict}: {failed} mandatory failure(s), {warned} advisory warning(s) on {report.stack}"
     )
+
+
+def blocking_rules(report: GateReport) -> str:
+    """The mandatory rules that failed, as `rule (subject)`, for the refusal message."""
+    return ", ".join(sorted({f"{f.rule} ({f.subject})" for f in report.blocking}))
 
 
 def register(app: typer.Typer) -> None:
@@ -89,5 +94,6 @@ def register(app: typer.Typer) -> None:
         else:
             print_report(report)
         if not report.passed:
-            names = sorted({f"{f.rule} ({f.subject})" for f in report.blocking})
-            raise GateFailed(f"gate {stack} refused: mandatory rule(s) failed: {', '.join(names)}")
+            raise GateFailed(
+                f"gate {stack} refused: mandatory rule(s) failed: {blocking_rules(report)}"
+            )

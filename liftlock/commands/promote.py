@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         Writes liftlock:bundleDigest and liftlock:image into stacks/Pulumi.<to>.yaml and a record
         promotions/<to>/<time>-<digest12>.json. A refused promotion changes no file.
         """
-        from liftlock.commands.gate import print_report
+        from liftlock.commands.gate import blocking_rules, print_report
         from liftlock.engine.env import find_project_root
         from liftlock.promote import promote
 
@@ -68,10 +68,9 @@ def register(app: typer.Typer) -> None:
             title=f"promote {source} -> {target}: bundle {result.digest[7:19]} (gate {target})",
         )
         if not result.report.passed:
-            names = sorted({f"{f.rule} ({f.subject})" for f in result.report.blocking})
             raise GateFailed(
                 f"promotion {source} -> {target} refused, no file changed: mandatory rule(s) "
-                f"failed: {', '.join(names)}"
+                f"failed: {blocking_rules(result.report)}"
             )
         stack = result.stack_path.relative_to(root)
         if dry_run:
