@@ -87,7 +87,7 @@ def local_image_id(reference: str) -> str | None:
     """The image ID (sha256:…) of a local Docker image, or None when it is not there."""
     try:
         import docker
-        from docker.errors import DockerException, ImageNotFound
+        from docker.errors import DockerException
     except ImportError:
         return None
     try:
@@ -96,9 +96,7 @@ def local_image_id(reference: str) -> str | None:
             return str(client.images.get(reference).id)
         finally:
             client.close()
-    except ImageNotFound:
-        return None
-    except DockerException:
+    except DockerException:  # ImageNotFound is one, and so is an engine that is not running
         return None
 
 
