@@ -13,17 +13,15 @@ import argparse
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from liftlock.engine.env import engine_environment
 
-from liftlock.engine.env import engine_environment  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 PULUMI = REPO_ROOT / ".tools" / "bin" / "pulumi"
 EMPTY_PROGRAM = "import pulumi\n\npulumi.export('empty', True)\n"

@@ -23,11 +23,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from tests.ml.dvc_repo import PipelineCopy
 
-from tests.ml.dvc_repo import PipelineCopy  # noqa: E402  (needs REPO_ROOT on sys.path)
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "pipeline.json"
 

@@ -17,15 +17,13 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from tests.preview.project_clone import ProjectClone
 
-from tests.preview.project_clone import ProjectClone  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "preview.json"
 STACKS = ("dev", "staging", "prod")
