@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from liftlock.engine.env import engine_environment, run_pulumi
 from liftlock.records import PromotionRecord, latest_record
 from liftlock.stackfile import stack_file_copy, stack_names, stack_path
 
@@ -33,20 +33,13 @@ def workspace_digest(root: Path) -> str | None:
         return None
 
 
-def pending_changes(root: Path, stack: str, pulumi: str, env: dict[str, str]) -> str:
+def pending_changes(root: Path, stack: str, env: dict[str, str]) -> str:
     """`pulumi preview --json` summary: 'none', 'N to create, …', or why it is unknown."""
     # `status` changes no file: the engine reads a copy.
     with stack_file_copy(root, stack) as copy:
-        result = subprocess.run(
-            [pulumi, "preview", "--stack", stack, "--config-file", str(copy), "--json",
-             "--non-interactive"],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-            check=False,
-        )  # fmt: skip
+        result = run_pulumi(
+            ["preview", "--stack", stack, "--config-file", str(copy), "--json"], cwd=root, env=env
+        )
     if "no stack named" in result.stderr + result.stdout:
         return "not deployed (no stack in the backend)"
     try:
@@ -60,10 +53,9 @@ def pending_changes(root: Path, stack: str, pulumi: str, env: dict[str, str]) ->
 
 def collect_status(root: Path, *, engine: bool = True) -> list[StackStatus]:
     from infra.config import read_stack_file
-    from liftlock.engine.env import engine_environment
 
     env = engine_environment(root, os.environ)
-    pulumi = shutil.which("pulumi", path=env["PATH"]) if engine else None
+    engine_built = shutil.which("pulumi", path=env["PATH"]) is not None
     current = workspace_digest(root)
     statuses = []
     for stack in stack_names(root):
@@ -73,10 +65,10 @@ def collect_status(root: Path, *, engine: bool = True) -> list[StackStatus]:
             digest = current if values.get("bundleDir", "bundle") == "bundle" else None
         if not engine:
             pending = "not asked (--no-engine)"
-        elif pulumi is None:
+        elif not engine_built:
             pending = "unknown (engine not built: make toolchain)"
         else:
-            pending = pending_changes(root, stack, pulumi, env)
+            pending = pending_changes(root, stack, env)
         statuses.append(
             StackStatus(
                 stack=stack,

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -79,6 +80,28 @@ def pulumi_executable(
     if not found:
         raise ToolMissingError("the Pulumi engine is not on PATH (.tools/bin/pulumi)", hint=hint)
     return found
+
+
+def run_pulumi(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float = 1800,
+) -> subprocess.CompletedProcess[str]:
+    """`pulumi <args> --non-interactive` in `cwd` under `env`, output captured as text.
+
+    The caller judges the exit code: a failed preview can still carry the verdicts it wants.
+    """
+    return subprocess.run(
+        [pulumi_executable(env), *args, "--non-interactive"],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def ensure_local_backend(env: Mapping[str, str]) -> None:

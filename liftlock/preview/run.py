@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from liftlock.engine.env import pulumi_executable
+from liftlock.engine.env import run_pulumi
 from liftlock.errors import ConfigError, ExternalCommandError
 from liftlock.preview.affected import affected_stacks, touches_ml
 from liftlock.preview.gates import run_gate
@@ -75,14 +75,7 @@ def changed_files(root: Path, base_commit: str) -> list[str]:
 
 
 def existing_stacks(root: Path, env: Mapping[str, str]) -> set[str]:
-    completed = subprocess.run(
-        [pulumi_executable(env), "stack", "ls", "--json", "--cwd", str(root)],
-        env=dict(env),
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    completed = run_pulumi(["stack", "ls", "--json", "--cwd", str(root)], cwd=root, env=env)
     if completed.returncode != 0:
         raise ExternalCommandError(
             f"`pulumi stack ls` failed: {completed.stderr.strip()[-500:]}",
@@ -94,22 +87,7 @@ def existing_stacks(root: Path, env: Mapping[str, str]) -> set[str]:
 def init_stack(root: Path, stack: str, env: Mapping[str, str]) -> None:
     """Create an empty stack in the backend, leaving its stack file exactly as it was."""
     with restored(stack_path(root, stack)):
-        completed = subprocess.run(
-            [
-                pulumi_executable(env),
-                "stack",
-                "init",
-                stack,
-                "--non-interactive",
-                "--cwd",
-                str(root),
-            ],
-            env=dict(env),
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        completed = run_pulumi(["stack", "init", stack, "--cwd", str(root)], cwd=root, env=env)
     if completed.returncode != 0:
         raise ExternalCommandError(
             f"`pulumi stack init {stack}` failed: {completed.stderr.strip()[-500:]}"

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from liftlock.engine.env import pulumi_executable
+from liftlock.engine.env import run_pulumi
 from liftlock.errors import ExternalCommandError
 from liftlock.preview.infra import SECRET_SIGNATURE
 from liftlock.stackfile import stack_path
@@ -99,15 +99,7 @@ class StandIn:
 def _pulumi(
     args: list[str], root: Path, env: Mapping[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [pulumi_executable(env), *args, "--non-interactive", "--cwd", str(root)],
-        cwd=root,
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return run_pulumi([*args, "--cwd", str(root)], cwd=root, env=env, timeout=600)
 
 
 def prepare_stand_in(
