@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ml.bundle import MANIFEST, verify_bundle
+from ml.bundle import MANIFEST, read_manifest, verify_bundle
 from ml.errors import BundleError
 
 ONNX_FILE = "model.onnx"
@@ -115,8 +115,7 @@ def _manifest_list(manifest: dict[str, Any], key: str, bundle_dir: Path) -> list
 
 def read_manifest_features(bundle_dir: Path) -> list[str]:
     """The model's feature order from bundle.json (call verify_bundle first)."""
-    with (bundle_dir / MANIFEST).open(encoding="utf-8") as handle:
-        manifest = json.load(handle)
+    manifest = read_manifest(bundle_dir)
     return [str(name) for name in _manifest_list(manifest, "features", bundle_dir)]
 
 
@@ -128,8 +127,7 @@ def load_bundle(bundle_dir: Path, backend: str = "onnx") -> LoadedBundle:
             f"{bundle_dir}: no such bundle directory", hint="build it with `dvc repro`"
         )
     digest = verify_bundle(bundle_dir)
-    with (bundle_dir / MANIFEST).open(encoding="utf-8") as handle:
-        manifest = json.load(handle)
+    manifest = read_manifest(bundle_dir)
     features = [str(name) for name in _manifest_list(manifest, "features", bundle_dir)]
     classes = _manifest_list(manifest, "classes", bundle_dir)
     for required in (ONNX_FILE if backend == "onnx" else SKLEARN_FILE, CONTRACT_FILE):
