@@ -34,6 +34,7 @@ from typing import Any
 
 from liftlock.errors import ExternalCommandError, LiftlockError
 from liftlock.stackfile import restored, stack_file_copy, stack_path
+from liftlock.worktree import detached_worktree
 
 STEPS = 7
 SMOKE_ROWS = 3
@@ -215,21 +216,11 @@ class Demo:
     def preview_sample_change(self) -> str:
         """`liftlock promote staging prod`, made in a throwaway worktree and previewed there."""
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="liftlock-demo-") as scratch:
-            tree = Path(scratch) / "sample-change"
-            self.run(["git", "worktree", "add", "--detach", "--force", str(tree), "HEAD"])
-            try:
-                return self._preview_in(tree)
-            finally:
-                subprocess.run(
-                    ["git", "worktree", "remove", "--force", str(tree)],
-                    cwd=self.root,
-                    capture_output=True,
-                    check=False,
-                )
-                subprocess.run(
-                    ["git", "worktree", "prune"], cwd=self.root, capture_output=True, check=False
-                )
+        with (
+            tempfile.TemporaryDirectory(prefix="liftlock-demo-") as scratch,
+            detached_worktree(self.root, Path(scratch) / "sample-change", "HEAD") as tree,
+        ):
+            return self._preview_in(tree)
 
     def _preview_in(self, tree: Path) -> str:
         # The worktree starts as the checkout is now (promotions included), committed as "base".

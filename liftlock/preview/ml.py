@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from liftlock.preview.report import MetricDelta, MLDiff, ParamChange
+from liftlock.worktree import detached_worktree
 
 VALIDATION_REPORT = Path("reports") / "data_validation.json"
 
@@ -145,16 +146,7 @@ def metrics_from_worktree(
     Stages whose inputs the cache (or its run cache) already knows are restored, not rerun;
     what is missing is pulled from the remote (`dvc repro --pull`), the rest reproduced.
     """
-    added = subprocess.run(
-        ["git", "worktree", "add", "--detach", "--force", str(tree), commit],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if added.returncode != 0:
-        raise DvcFailed(f"git worktree add {commit[:12]} failed: {added.stderr.strip()}")
-    try:
+    with detached_worktree(root, tree, commit, failure=DvcFailed):
         if not (tree / "dvc.yaml").is_file():
             raise DvcFailed(f"commit {commit[:12]} has no dvc.yaml")
         cache = run_dvc(["cache", "dir"], root, env).strip() or str(root / ".dvc" / "cache")
@@ -162,14 +154,6 @@ def metrics_from_worktree(
         run_dvc(["repro", "--pull"], tree, env)
         shown = _json(run_dvc(["metrics", "show", "--json"], tree, env))
         return flatten_metrics_show(shown), data_checks(tree)
-    finally:
-        subprocess.run(
-            ["git", "worktree", "remove", "--force", str(tree)],
-            cwd=root,
-            capture_output=True,
-            check=False,
-        )
-        subprocess.run(["git", "worktree", "prune"], cwd=root, capture_output=True, check=False)
 
 
 def working_tree_commit(root: Path) -> str:
