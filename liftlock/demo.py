@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from liftlock.errors import ExternalCommandError, LiftlockError
+from liftlock.git import detached_worktree
 from liftlock.stackfile import restored, stack_file_copy, stack_path
-from liftlock.worktree import detached_worktree
 
 STEPS = 7
 SMOKE_ROWS = 3

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import getpass
 import re
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from liftlock.errors import BundleError, ConfigError, ExternalCommandError, ToolMissingError
+from liftlock.errors import BundleError, ConfigError
 from liftlock.gate import GateReport, run_gate, stack_file, verify
+from liftlock.git import git_output
 from liftlock.records import digest12, record_path, write_record
 from liftlock.stackfile import set_stack_values
 
@@ -131,29 +131,17 @@ def resolve_image(
     return f"{repository or local_repository}@{image_id}"
 
 
-def _git(root: Path, *args: str, check: bool = True) -> str:
-    try:
-        result = subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, check=False, timeout=120
-        )
-    except FileNotFoundError as error:
-        raise ToolMissingError("git is not installed") from error
-    if check and result.returncode != 0:
-        raise ExternalCommandError(f"`git {' '.join(args)}` failed: {result.stderr.strip()}")
-    return result.stdout.strip()
-
-
 def git_commit_id(root: Path) -> str | None:
-    commit = _git(root, "rev-parse", "HEAD", check=False)
+    commit = git_output(root, "rev-parse", "HEAD", check=False)
     if not commit:
         return None
-    dirty = _git(root, "status", "--porcelain", "--untracked-files=no", check=False)
+    dirty = git_output(root, "status", "--porcelain", "--untracked-files=no", check=False)
     return f"{commit}-dirty" if dirty else commit
 
 
 def current_user(root: Path) -> str:
-    name = _git(root, "config", "user.name", check=False)
-    email = _git(root, "config", "user.email", check=False)
+    name = git_output(root, "config", "user.name", check=False)
+    email = git_output(root, "config", "user.email", check=False)
     if name and email:
         return f"{name} <{email}>"
     return name or email or getpass.getuser()
@@ -180,12 +168,12 @@ def record_data(promotion: Promotion, root: Path, when: datetime) -> dict[str, A
 
 def _check_git_ready(root: Path, stack_path: Path, branch: str) -> None:
     relative = stack_path.relative_to(root).as_posix()
-    if _git(root, "status", "--porcelain", "--", relative, check=False):
+    if git_output(root, "status", "--porcelain", "--", relative, check=False):
         raise ConfigError(
             f"{relative} has uncommitted changes; --git would commit them with the promotion",
             hint="commit or revert them first",
         )
-    if _git(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False):
+    if git_output(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False):
         raise ConfigError(f"branch {branch} already exists", hint=f"git branch -D {branch}")
 
 
@@ -244,15 +232,15 @@ def promote(
     promotion.record = record
     if git:
         paths = [stack_path.relative_to(root).as_posix(), record.relative_to(root).as_posix()]
-        _git(root, "switch", "--create", branch)
-        _git(root, "add", "--", *paths)
+        git_output(root, "switch", "--create", branch)
+        git_output(root, "add", "--", *paths)
         message = (
             f"promote {source} -> {target}: bundle {digest12(digest)}\n\n"
             f"Gate {target}: {len(report.findings)} verdicts, "
             f"{sum(1 for f in report.findings if f.verdict.value == 'warn')} advisory warning(s).\n"
             f"Record: {paths[1]}"
         )
-        _git(root, "commit", "--quiet", "-m", message, "--", *paths)
+        git_output(root, "commit", "--quiet", "-m", message, "--", *paths)
         promotion.branch = branch
-        promotion.commit = _git(root, "rev-parse", "HEAD")
+        promotion.commit = git_output(root, "rev-parse", "HEAD")
     return promotion

@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from liftlock.git import detached_worktree
 from liftlock.preview.report import MetricDelta, MLDiff, ParamChange
-from liftlock.worktree import detached_worktree
 
 VALIDATION_REPORT = Path("reports") / "data_validation.json"
 

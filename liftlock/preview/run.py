@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from liftlock.engine.env import run_pulumi
 from liftlock.errors import ConfigError, ExternalCommandError
+from liftlock.git import git_output
 from liftlock.preview.affected import affected_stacks, touches_ml
 from liftlock.preview.gates import run_gate
 from liftlock.preview.infra import PreviewRun, run_stack_preview
@@ -43,35 +43,24 @@ class PreviewOptions:
     only_stacks: tuple[str, ...] = ()
 
 
-def git(root: Path, *args: str) -> str:
-    completed = subprocess.run(
-        ["git", *args], cwd=root, capture_output=True, text=True, check=False
-    )
-    if completed.returncode != 0:
-        raise ExternalCommandError(
-            f"`git {' '.join(args)}` failed in {root}: {completed.stderr.strip()}",
-        )
-    return completed.stdout
-
-
 def resolve_base(root: Path, base: str) -> tuple[str, str]:
     """(base commit as given, merge base with HEAD) — the PR diff starts at the merge base."""
     try:
-        base_commit = git(root, "rev-parse", "--verify", f"{base}^{{commit}}").strip()
+        base_commit = git_output(root, "rev-parse", "--verify", f"{base}^{{commit}}")
     except ExternalCommandError as missing:
         raise ConfigError(
             f"--base {base!r} is not a commit in {root}",
             hint="fetch it first (git fetch origin main) or pass a branch, tag or SHA",
         ) from missing
-    merge_base = git(root, "merge-base", base_commit, "HEAD").strip()
+    merge_base = git_output(root, "merge-base", base_commit, "HEAD")
     return base_commit, merge_base
 
 
 def changed_files(root: Path, base_commit: str) -> list[str]:
     """Tracked files that differ from `base_commit` (committed or not) plus untracked files."""
-    tracked = git(root, "diff", "--name-only", "--no-renames", base_commit, "--").splitlines()
-    untracked = git(root, "ls-files", "--others", "--exclude-standard").splitlines()
-    return sorted({p for p in [*tracked, *untracked] if p})
+    tracked = git_output(root, "diff", "--name-only", "--no-renames", base_commit, "--")
+    untracked = git_output(root, "ls-files", "--others", "--exclude-standard")
+    return sorted({p for p in [*tracked.splitlines(), *untracked.splitlines()] if p})
 
 
 def existing_stacks(root: Path, env: Mapping[str, str]) -> set[str]:
@@ -169,7 +158,7 @@ def build_preview(root: Path, options: PreviewOptions, env: Mapping[str, str]) -
     """The whole preview of the checkout at `root` against `options.base`."""
     started = time.monotonic()
     base_commit, merge_base = resolve_base(root, options.base)
-    head_commit = git(root, "rev-parse", "HEAD").strip()
+    head_commit = git_output(root, "rev-parse", "HEAD")
     changed = changed_files(root, merge_base)
     stacks = select_stacks(root, options.only_stacks)
     affected = affected_stacks(changed, stacks)

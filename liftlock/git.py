@@ -1,7 +1,7 @@
-"""A throwaway git worktree of the checkout: what demo and preview reproduce or change in.
+"""git, as liftlock runs it: one command's output, and throwaway worktrees of the checkout.
 
-The checkout itself is never touched; the worktree is removed (and git's record of it pruned)
-whatever happens inside.
+A throwaway worktree is what demo and preview reproduce or change things in: the checkout itself
+is never touched, and the worktree is removed (and git's record of it pruned) whatever happens.
 """
 
 from __future__ import annotations
@@ -11,7 +11,22 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from liftlock.errors import ExternalCommandError
+from liftlock.errors import ExternalCommandError, ToolMissingError
+
+
+def git_output(root: Path, *args: str, check: bool = True) -> str:
+    """stdout of `git <args>` in `root`, stripped; with `check`, a failure names the command."""
+    try:
+        result = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=False, timeout=120
+        )
+    except FileNotFoundError as error:
+        raise ToolMissingError("git is not installed") from error
+    if check and result.returncode != 0:
+        raise ExternalCommandError(
+            f"`git {' '.join(args)}` failed in {root}: {result.stderr.strip()}"
+        )
+    return result.stdout.strip()
 
 
 @contextlib.contextmanager
