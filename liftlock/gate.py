@@ -29,9 +29,16 @@ from liftlock.engine.env import engine_environment, pulumi_executable, run_pulum
 from liftlock.errors import BundleError, ConfigError, ExternalCommandError, ToolMissingError
 from liftlock.records import latest_record
 from liftlock.stackfile import stack_file_copy, stack_names, stack_path
-from policies.evaluate import Finding, blocking, evaluate_bundle, evaluate_objects, finding
+from policies.evaluate import (
+    Finding,
+    blocking,
+    evaluate_bundle,
+    evaluate_objects,
+    finding,
+    verdict_for,
+)
 from policies.gates import Gates, GatesError, load_gates
-from policies.model import Level, Verdict
+from policies.model import Level
 from policies.rules import rules_by_name
 
 GATES_FILE = Path("policies") / "gates.yaml"
@@ -293,7 +300,7 @@ def findings_from_events(
                     domain=rule.domain if rule else "pack",
                     subject=subject,
                     level=level,
-                    verdict=Verdict.FAIL if level is Level.MANDATORY else Verdict.WARN,
+                    verdict=verdict_for(level, failed=True),
                     message=problem,
                     fix=rule.fix if rule else "",
                 )
