@@ -16,6 +16,25 @@ RESOURCES = {
     "limits": {"cpu": "500m", "memory": "512Mi"},
 }
 
+#: The environments issue's broken stack configs: id -> (change, key the error names, text shown).
+#: The config unit tests and the real-engine `pulumi preview` tests both run these.
+BROKEN_CONFIGS: dict[str, tuple[dict[str, Any], str, str]] = {
+    "unknown-key": ({"replica": 3}, "liftlock:replica", "unknown key"),
+    "wrong-type": ({"replicas": "three"}, "liftlock:replicas", "wrong type"),
+    "replicas-0": ({"replicas": 0}, "liftlock:replicas", "≥ 1"),
+    "limits-below-requests": (
+        {
+            "resources": {
+                "requests": {"cpu": "1", "memory": "1Gi"},
+                "limits": {"cpu": "500m", "memory": "1Gi"},
+            }
+        },
+        "liftlock:resources.limits.cpu",
+        "below resources.requests.cpu",
+    ),
+    "malformed-digest": ({"bundleDigest": "sha256:1234"}, "liftlock:bundleDigest", "malformed"),
+}
+
 
 def write_bundle(bundle_dir: Path, *, seed: str = "one") -> str:
     """A minimal bundle (two files + bundle.json with a data digest); returns its digest."""

@@ -13,7 +13,7 @@ from infra.config import (
     memory_bytes,
     parse_stack_config,
 )
-from tests.infra.fixtures import as_pulumi_config, stack_values
+from tests.infra.fixtures import BROKEN_CONFIGS, as_pulumi_config, stack_values
 
 DIGEST = "sha256:" + "0" * 64
 
@@ -44,19 +44,7 @@ def test_pulumi_string_values_are_decoded_by_the_schema_type() -> None:
 @pytest.mark.parametrize(
     ("overrides", "key", "fragment"),
     [
-        ({"replica": 2}, "liftlock:replica", "unknown key"),
-        ({"replicas": "three"}, "liftlock:replicas", "wrong type"),
-        ({"replicas": 0}, "liftlock:replicas", "≥ 1"),
-        (
-            {
-                "resources": {
-                    "requests": {"cpu": "1", "memory": "1Gi"},
-                    "limits": {"cpu": "500m", "memory": "1Gi"},
-                }
-            },
-            "liftlock:resources.limits.cpu",
-            "below resources.requests.cpu",
-        ),
+        *BROKEN_CONFIGS.values(),
         (
             {
                 "resources": {
@@ -67,7 +55,6 @@ def test_pulumi_string_values_are_decoded_by_the_schema_type() -> None:
             "liftlock:resources.limits.memory",
             "below resources.requests.memory",
         ),
-        ({"bundleDigest": "sha256:abc"}, "liftlock:bundleDigest", "malformed"),
         ({"target": "k8s"}, "liftlock:target", 'allowed: "docker", "render", "cluster"'),
         ({"labels": {"team": "a", "owner": "b"}}, "liftlock:labels.costCenter", "missing key"),
         ({"exposure": "everyone"}, "liftlock:exposure", "allowed"),

@@ -10,7 +10,7 @@ import pytest
 
 from infra.config import read_stack_file
 from tests.infra.engine import PulumiProject
-from tests.infra.fixtures import write_bundle
+from tests.infra.fixtures import BROKEN_CONFIGS, write_bundle
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine]
 
@@ -27,24 +27,7 @@ def staging(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.mark.parametrize(
-    ("change", "key", "shown"),
-    [
-        ({"replica": 3}, "liftlock:replica", "unknown key"),
-        ({"replicas": "three"}, "liftlock:replicas", "wrong type"),
-        ({"replicas": 0}, "liftlock:replicas", "≥ 1"),
-        (
-            {
-                "resources": {
-                    "requests": {"cpu": "1", "memory": "1Gi"},
-                    "limits": {"cpu": "500m", "memory": "1Gi"},
-                }
-            },
-            "liftlock:resources.limits.cpu",
-            "below resources.requests.cpu",
-        ),
-        ({"bundleDigest": "sha256:1234"}, "liftlock:bundleDigest", "malformed"),
-    ],
-    ids=["unknown-key", "wrong-type", "replicas-0", "limits-below-requests", "malformed-digest"],
+    ("change", "key", "shown"), list(BROKEN_CONFIGS.values()), ids=list(BROKEN_CONFIGS)
 )
 def test_broken_config_fails_preview_naming_the_key(
     staging: PulumiProject, change: dict[str, Any], key: str, shown: str
