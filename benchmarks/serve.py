@@ -350,6 +350,22 @@ def run_http(
     return results
 
 
+def measure_server(
+    name: str,
+    url: str,
+    body_for,
+    features: list[str],
+    x: np.ndarray,
+    duration: float,
+    work: Path,
+    pid: int,
+) -> tuple[list[Result], dict[str, int]]:
+    """Load one server with the standard workloads, then probe it with every bad payload."""
+    results = run_http(name, url, body_for, features, x, duration, work, pid)
+    statuses = {k: status_of(url, v) for k, v in bad_bodies(features, x, name).items()}
+    return results, statuses
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -384,12 +400,10 @@ def main() -> int:
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}/v1/predict"
-        results += run_http(
+        measured_runs, bad["liftlock"] = measure_server(
             "liftlock", url, liftlock_body, features, x, args.duration, work, process.pid
         )
-        bad["liftlock"] = {
-            k: status_of(url, v) for k, v in bad_bodies(features, x, "liftlock").items()
-        }
+        results += measured_runs
         server_side = in_app_latency(f"http://127.0.0.1:{port}/metrics")
         # the compact form: rows as arrays in feature order (no keys to parse)
         body = work / "liftlock-arrays.json"
@@ -431,12 +445,10 @@ def main() -> int:
         )  # fmt: skip
         try:
             url = f"http://127.0.0.1:{port}/v2/models/model/infer"
-            results += run_http(
+            measured_runs, bad["mlserver"] = measure_server(
                 "mlserver", url, mlserver_body, features, x, args.duration, work, process.pid
             )
-            bad["mlserver"] = {
-                k: status_of(url, v) for k, v in bad_bodies(features, x, "mlserver").items()
-            }
+            results += measured_runs
         finally:
             stop(process)
 
@@ -451,12 +463,10 @@ def main() -> int:
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}/predict"
-        results += run_http(
+        measured_runs, bad["fastapi"] = measure_server(
             "fastapi", url, minimal_body, features, x, args.duration, work, process.pid
         )
-        bad["fastapi"] = {
-            k: status_of(url, v) for k, v in bad_bodies(features, x, "fastapi").items()
-        }
+        results += measured_runs
     finally:
         stop(process)
 
