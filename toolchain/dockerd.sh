@@ -2,7 +2,8 @@
 # Makes sure a local Docker engine answers `docker info` (the Makefile's `dockerd` target).
 # Already answering: done in about a second. Otherwise installs Debian's docker.io when dockerd is
 # missing, starts dockerd as root in the background (storage driver overlay2, vfs when overlay2
-# fails) and waits until it answers. No registry mirror; no network use besides apt.
+# fails) and waits until it answers. No registry mirror; no network use besides apt; no bridge,
+# iptables rule or forwarding change on the host.
 #
 #   LIFTLOCK_DOCKERD_TIMEOUT  seconds to wait for the engine to answer (default 60)
 #   LIFTLOCK_DOCKERD_LOG      dockerd's log file (default /var/log/liftlock-dockerd.log)
@@ -59,9 +60,14 @@ running_pid() {
 }
 
 # Starts dockerd detached from this shell (its own session survives make); prints its pid.
+# The host's network stays as it was: a default dockerd turns on IP forwarding and adds a NAT
+# bridge with iptables rules. liftlock needs neither: the dev container uses host networking
+# (bound to 127.0.0.1) and image builds run with network "none".
 start_engine() {
   local driver=$1
-  as_root bash -c 'setsid dockerd --storage-driver="$1" --pidfile="$2" >>"$3" 2>&1 </dev/null &
+  as_root bash -c 'setsid dockerd --storage-driver="$1" --pidfile="$2" \
+                     --bridge=none --iptables=false --ip6tables=false --ip-forward=false \
+                     >>"$3" 2>&1 </dev/null &
                    echo $!' _ "$driver" "$pidfile" "$log"
 }
 
