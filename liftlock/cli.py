@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "promote",
     "status",
     "preview",
+    "repro-check",
     "demo",
 ]
 
@@ -62,7 +63,7 @@ def _root(
 
 
 for _name in COMMAND_MODULES:
-    importlib.import_module(f"liftlock.commands.{_name}").register(app)
+    importlib.import_module(f"liftlock.commands.{_name.replace('-', '_')}").register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

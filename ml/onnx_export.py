@@ -38,7 +38,9 @@ class OnnxCheck:
             "rows_checked": self.rows,
             "predictions_equal": True,
             "tolerance": self.tolerance,
-            "max_prob_diff": self.max_prob_diff,
+            "probabilities_within_tolerance": True,
+            # Not the measured gap itself: ONNX Runtime picks its kernels per CPU (no switch, no
+            # pin), so its last bits would make the digest machine-bound. The stage line shows it.
         }
 
 
@@ -117,5 +119,4 @@ def check_onnx(
             f"(package.onnx_tolerance is {tolerance:g})",
             hint="investigate the export, or raise package.onnx_tolerance if the gap is harmless",
         )
-    # Rounded to 2 significant digits: recorded in bundle.json, must not carry last-bit noise.
-    return OnnxCheck(rows=len(labels), tolerance=tolerance, max_prob_diff=float(f"{max_diff:.2g}"))
+    return OnnxCheck(rows=len(labels), tolerance=tolerance, max_prob_diff=max_diff)

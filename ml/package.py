@@ -4,8 +4,9 @@ The bundle holds the fitted Pipeline (`model.joblib`), its ONNX export checked a
 on the test split (`model.onnx`), `metrics.json`, `data_validation.json`, `data_contract.json`,
 `reference.csv` (training features for drift checks), `model_card.json` (validated against
 policies/schemas/model_card.schema.json) and `bundle.json`: the sha256 of every other file plus
-data digests, params, metrics, features, classes and the ONNX check. Content only — the bundle
-digest (ml.bundle.manifest_digest) is equal for equal params and data.
+data digests, params, metrics, features, classes, the ONNX check and the numeric environment.
+Content only — the bundle digest (ml.bundle.manifest_digest) is equal for equal params and data,
+on every machine (ml/numeric_env.py).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ml.dataset import (
 )
 from ml.errors import BundleError, DataContractError
 from ml.evaluate import load_model
+from ml.numeric_env import in_force
 from ml.onnx_export import OnnxCheck, check_onnx, export_onnx
 from ml.params import Params, load_params
 from ml.runner import run_stage
@@ -202,6 +204,9 @@ def package(params: Params, contract_path: Path, out: Path, inputs: PackageInput
                 "estimator": params.train.estimator,
                 "steps": [name for name, _ in pipeline.steps],
             },
+            # Under which numeric environment the model was made (ml/numeric_env.py): a digest
+            # made elsewhere than under the pin says so here.
+            "numeric_env": in_force(),
             "versions": {
                 "scikit-learn": sklearn.__version__,
                 "skl2onnx": skl2onnx.__version__,
@@ -211,7 +216,7 @@ def package(params: Params, contract_path: Path, out: Path, inputs: PackageInput
         },
     )
     return (
-        f"{out}/ ({params.train.estimator}, ONNX max |dp| {check.max_prob_diff:g} on "
+        f"{out}/ ({params.train.estimator}, ONNX max |dp| {check.max_prob_diff:.2g} on "
         f"{check.rows} rows, {len(reference)} reference rows) digest {digest}"
     )
 

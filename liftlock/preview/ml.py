@@ -15,41 +15,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from liftlock.dvc import DvcFailed, run_dvc
 from liftlock.git import detached_worktree
 from liftlock.preview.report import MetricDelta, MLDiff, ParamChange
 
 VALIDATION_REPORT = Path("reports") / "data_validation.json"
-
-
-class DvcFailed(Exception):
-    """A dvc command failed; the message holds the command and the tail of its output."""
-
-
-def run_dvc(args: Sequence[str], cwd: Path, env: Mapping[str, str], timeout_s: float = 1800) -> str:
-    """stdout of `dvc <args>` run in `cwd`; DvcFailed names the command on failure."""
-    command = ["dvc", *args]
-    try:
-        completed = subprocess.run(
-            command,
-            cwd=cwd,
-            env=dict(env),
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except FileNotFoundError as missing:
-        raise DvcFailed("dvc is not installed in this environment (pip install dvc)") from missing
-    except subprocess.TimeoutExpired as slow:
-        raise DvcFailed(f"`{' '.join(command)}` timed out after {timeout_s:.0f} s") from slow
-    if completed.returncode != 0:
-        tail = "\n".join((completed.stderr or completed.stdout).strip().splitlines()[-8:])
-        raise DvcFailed(f"`{' '.join(command)}` in {cwd} exited {completed.returncode}: {tail}")
-    return completed.stdout
 
 
 def _json(text: str) -> Any:

@@ -11,7 +11,11 @@ import pandas as pd
 import pytest
 
 from ml.dataset import write_split
+from ml.evaluate import evaluate
+from ml.package import PackageInputs
 from ml.params import Params, load_params
+from ml.train import train
+from ml.validate import validate
 
 FEATURES = ("size", "texture", "count")
 TARGET = "label"
@@ -95,3 +99,14 @@ def small_params(repo_params: Params, contract_path: Path) -> Params:
         validate=replace(repo_params.validate, contract=str(contract_path)),
         train=train,
     )
+
+
+def stage_outputs(tmp: Path, params: Params, contract_path: Path, splits) -> PackageInputs:
+    """Run validate, train and evaluate in-process into `tmp`: the inputs of `package`."""
+    report = tmp / "reports" / "data_validation.json"
+    validate(contract_path, params.prepare.target, splits, report)
+    model = tmp / "model" / "model.joblib"
+    train(params.train, params.base.seed, contract_path, splits["train"], model)
+    metrics = tmp / "eval" / "metrics.json"
+    evaluate(model, contract_path, splits["test"], 1, metrics, tmp / "eval" / "plots")
+    return PackageInputs(model, splits["train"], splits["test"], metrics, report)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from ml.numeric_env import FOREIGN_PREFIXES, SWITCH
+
 # What `dvc repro` needs from the checkout; dvc.lock is left out so the copy starts fresh.
 PIPELINE_FILES = (
     "dvc.yaml",
@@ -36,6 +38,9 @@ class PipelineCopy:
     def __init__(self, root: Path, cache: Path) -> None:
         self.root = root
         self.cache = cache
+        # Numeric settings the machine would set for itself (OPENBLAS_CORETYPE, ...): the
+        # caller's own are dropped first, so a test states every one it runs under.
+        self.ambient: dict[str, str] = {}
 
     @classmethod
     def create(cls, source: Path, root: Path, cache: Path) -> PipelineCopy:
@@ -80,6 +85,9 @@ class PipelineCopy:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         env["DVC_NO_ANALYTICS"] = "1"
         env.pop("PYTHONPATH", None)
+        for key in [key for key in env if key.startswith(FOREIGN_PREFIXES) or key == SWITCH]:
+            del env[key]
+        env.update(self.ambient)
         return env
 
     def run(self, *command: str, check: bool = True) -> DvcRun:

@@ -16,13 +16,12 @@ from ml.bundle import bundle_digest, sha256_file, verify_bundle
 from ml.contract import load_contract
 from ml.dataset import read_split
 from ml.errors import BundleError, DataContractError, ExportError
-from ml.evaluate import evaluate
 from ml.onnx_export import check_onnx, export_onnx, run_onnx
-from ml.package import PackageInputs, package, reference_sample
+from ml.package import package, reference_sample
 from ml.params import ESTIMATORS, Params
 from ml.prepare import load_builtin, split_data
-from ml.train import features_and_labels, fit, train
-from ml.validate import validate
+from ml.train import features_and_labels, fit
+from tests.ml.conftest import stage_outputs
 
 
 class MajorityClass(ClassifierMixin, BaseEstimator):
@@ -88,20 +87,10 @@ def test_onnx_imputes_nulls_like_sklearn(repo_params: Params, breast_cancer) -> 
     assert (labels == pipeline.predict(holes.astype(np.float32).astype(np.float64))).all()
 
 
-def _stage_outputs(tmp: Path, params: Params, contract_path: Path, splits) -> PackageInputs:
-    report = tmp / "reports" / "data_validation.json"
-    validate(contract_path, params.prepare.target, splits, report)
-    model = tmp / "model" / "model.joblib"
-    train(params.train, params.base.seed, contract_path, splits["train"], model)
-    metrics = tmp / "eval" / "metrics.json"
-    evaluate(model, contract_path, splits["test"], 1, metrics, tmp / "eval" / "plots")
-    return PackageInputs(model, splits["train"], splits["test"], metrics, report)
-
-
 def test_package_builds_a_verifiable_content_addressed_bundle(
     tmp_path: Path, repo_root: Path, small_params: Params, contract_path: Path, splits
 ) -> None:
-    inputs = _stage_outputs(tmp_path, small_params, contract_path, splits)
+    inputs = stage_outputs(tmp_path, small_params, contract_path, splits)
     inputs = replace(
         inputs, model_card_schema=repo_root / "policies/schemas/model_card.schema.json"
     )
@@ -121,7 +110,9 @@ def test_package_builds_a_verifiable_content_addressed_bundle(
     }
     assert manifest["features"] == ["size", "texture", "count"] and manifest["classes"] == [0, 1]
     assert manifest["data"]["train"] == {"sha256": sha256_file(splits["train"]), "rows": 90}
-    assert manifest["onnx"]["max_prob_diff"] <= manifest["onnx"]["tolerance"]
+    assert manifest["onnx"]["probabilities_within_tolerance"] is True
+    # The measured gap depends on ONNX Runtime's per-CPU kernels: never part of the digest.
+    assert "max_prob_diff" not in manifest["onnx"]
     assert manifest["model"]["estimator"] == small_params.train.estimator
     assert manifest["params"]["base"]["seed"] == small_params.base.seed
     assert verify_bundle(first) == verify_bundle(second) == bundle_digest(first)
@@ -137,7 +128,7 @@ def test_package_builds_a_verifiable_content_addressed_bundle(
 def test_package_refuses_data_that_failed_validation(
     tmp_path: Path, small_params: Params, contract_path: Path, splits
 ) -> None:
-    inputs = _stage_outputs(tmp_path, small_params, contract_path, splits)
+    inputs = stage_outputs(tmp_path, small_params, contract_path, splits)
     report = json.loads(inputs.validation_report.read_text(encoding="utf-8"))
     inputs.validation_report.write_text(json.dumps({**report, "valid": False}), encoding="utf-8")
     with pytest.raises(DataContractError, match="did not pass validation; refusing to package"):
@@ -148,7 +139,7 @@ def test_package_refuses_data_that_failed_validation(
 def test_model_card_is_checked_against_its_schema(
     tmp_path: Path, repo_root: Path, small_params: Params, contract_path: Path, splits
 ) -> None:
-    inputs = _stage_outputs(tmp_path, small_params, contract_path, splits)
+    inputs = stage_outputs(tmp_path, small_params, contract_path, splits)
     inputs = replace(
         inputs, model_card_schema=repo_root / "policies/schemas/model_card.schema.json"
     )
