@@ -6,6 +6,9 @@
    (plus `package`: ONNX export + check, model card, bundle).
 2. No-op `dvc repro` (everything up to date) against the no-op of a one-stage DVC pipeline:
    what checking five stages costs compared with checking one.
+3. The numeric pin (ml/numeric_env.py): the `train` stage under the pin (one BLAS thread, the
+   AVX2 kernel) against the same stage with the pin switched off (this machine's own kernel and
+   threads): the stage's own time (its line) and the whole process.
 
 Each figure is the median of --repeat runs, measured in temporary copies (own git repo, own DVC
 cache) so /work/main is untouched. Run: `.venv/bin/python benchmarks/pipeline.py`.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -23,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ml.numeric_env import SWITCH
 from tests.ml.dvc_repo import PipelineCopy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +80,19 @@ def median_seconds(action: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
+def train_seconds(pipeline: PipelineCopy, *, pinned: bool, repeat: int) -> tuple[float, float]:
+    """Medians of (the train stage's own seconds, from its line; the whole process)."""
+    pipeline.ambient = {} if pinned else {SWITCH: "off"}
+    own, whole = [], []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        line = pipeline.run(sys.executable, "-m", "ml.train").output
+        whole.append(time.perf_counter() - started)
+        own.append(float(re.findall(r"\((\d+\.\d+)s\)", line)[-1]))
+    pipeline.ambient = {}
+    return statistics.median(own), statistics.median(whole)
+
+
 def one_stage_copy(workdir: Path) -> PipelineCopy:
     root = workdir / "one-stage"
     root.mkdir()
@@ -111,6 +129,13 @@ def main() -> None:
         noop = median_seconds(lambda: pipeline.dvc("repro"), args.repeat + 2)
         one = one_stage_copy(workdir)
         noop_one = median_seconds(lambda: one.dvc("repro"), args.repeat + 2)
+        # Interleaved rounds so a change of machine load hits both sides alike.
+        pinned_rounds, unpinned_rounds = [], []
+        for _ in range(args.repeat):
+            pinned_rounds.append(train_seconds(pipeline, pinned=True, repeat=1))
+            unpinned_rounds.append(train_seconds(pipeline, pinned=False, repeat=1))
+        train_pinned = tuple(statistics.median(side) for side in zip(*pinned_rounds, strict=True))
+        train_free = tuple(statistics.median(side) for side in zip(*unpinned_rounds, strict=True))
 
     results = {
         "plain_script_s": round(script, 2),
@@ -122,6 +147,12 @@ def main() -> None:
         "noop_five_stages_s": round(noop, 2),
         "noop_one_stage_s": round(noop_one, 2),
         "ratio_noop_five_vs_one": round(noop / noop_one, 2),
+        "train_stage_pinned_s": round(train_pinned[0], 3),
+        "train_stage_unpinned_s": round(train_free[0], 3),
+        "ratio_train_stage_pinned_vs_unpinned": round(train_pinned[0] / train_free[0], 2),
+        "train_process_pinned_s": round(train_pinned[1], 2),
+        "train_process_unpinned_s": round(train_free[1], 2),
+        "ratio_train_process_pinned_vs_unpinned": round(train_pinned[1] / train_free[1], 2),
         "metrics": metrics,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +171,11 @@ def main() -> None:
     print(
         f"no-op dvc repro, 5 stages: {noop:.2f}s vs 1-stage pipeline {noop_one:.2f}s  "
         f"ratio {noop / noop_one:.2f}x"
+    )
+    print(
+        f"train stage, pinned vs unpinned: {train_pinned[0]:.3f}s vs {train_free[0]:.3f}s "
+        f"(ratio {train_pinned[0] / train_free[0]:.2f}x); whole process {train_pinned[1]:.2f}s "
+        f"vs {train_free[1]:.2f}s (ratio {train_pinned[1] / train_free[1]:.2f}x)"
     )
     print(
         "default model metrics (test split): " + ", ".join(f"{k} {v}" for k, v in metrics.items())

@@ -1,12 +1,12 @@
 """The pinned numeric environment of the DVC stages: the same bytes from every machine.
 
-Floating-point sums depend on their order, and the libraries under scikit-learn choose that order
-per CPU: OpenBLAS picks a kernel (SkylakeX, Haswell, Zen, ...) and a thread split, numpy picks
-SIMD loops. A model trained on an AVX-512 machine then differs in the last bits from one trained
-on an AVX2 machine, and so does the bundle digest that promotions and stacks pin. Every stage
+Floating-point sums depend on their order, and OpenBLAS, under numpy and scikit-learn, chooses
+that order per CPU: a kernel (SkylakeX, Haswell, Zen, ...) and a thread split. A model trained on
+an AVX-512 machine then differs in the last bits from one trained on an AVX2 machine, and so does
+the bundle digest that promotions and stacks pin. Every stage
 (`python -m ml.<stage>`) therefore starts under one environment that every x86-64 CPU of the
-last decade runs (AVX2 + FMA): `ml/__init__.py` calls `pin_if_stage()` before anything imports
-numpy, which reads these variables once, when it loads.
+last decade runs (AVX2 + FMA), on one thread: `ml/__init__.py` calls `pin_if_stage()` before
+anything imports numpy, whose OpenBLAS reads these variables once, when it loads.
 
 Which settings change the bytes was measured (README, "Training: what is pinned"); only those
 are set. `LIFTLOCK_NUMERIC_PIN=off` trains under the caller's environment instead (the
@@ -30,20 +30,23 @@ SWITCH = "LIFTLOCK_NUMERIC_PIN"
 PINNED_KERNEL = "Haswell"
 
 PINNED: dict[str, str] = {
-    # OpenBLAS's per-CPU kernel: SkylakeX, Haswell, Zen and Sandybridge gave 4 different models.
+    # OpenBLAS picks a kernel per CPU: SkylakeX, Haswell (= Zen), Sandybridge and Prescott gave
+    # four different logistic-regression models.
     "OPENBLAS_CORETYPE": PINNED_KERNEL,
-    # One thread: OpenBLAS (and OpenMP, used by sklearn's Cython) split sums by thread count.
+    # Its threads split sums: Prescott with 1 and with 2 threads gave two more.
     "OPENBLAS_NUM_THREADS": "1",
+    # The same for OpenMP (scikit-learn's compiled loops), so no machine's core count shows.
     "OMP_NUM_THREADS": "1",
-    # numpy's own AVX-512 loops: held at the AVX2 level (X86_V3) that the kernel above needs.
-    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
 }
+# Not pinned, as measured to change nothing: numpy's own SIMD dispatch (AVX-512 vs AVX2 loops
+# gave the same bytes for every estimator). Python's hash seed did change one thing, the order
+# of skl2onnx's opset imports; ml/onnx_export.py sorts them instead.
 
-# Variables a machine or a user may set for itself that would move the pin (OPENBLAS_L2_SIZE
-# changes OpenBLAS's blocking, GOTO_NUM_THREADS its threads, ...): removed from a stage's env.
+# Variables a machine or a user may set for itself that would move the pin or the libraries'
+# blocking (OPENBLAS_L2_SIZE, GOTO_NUM_THREADS, MKL_*, NPY_*): removed from a stage's env.
 FOREIGN_PREFIXES = ("OPENBLAS_", "GOTO_", "NPY_", "OMP_", "MKL_", "BLIS_")
 
-# CPU flags the pinned kernel and numpy's X86_V3 loops need.
+# CPU flags the pinned kernel needs.
 _REQUIRED_FLAGS = frozenset({"avx", "avx2", "fma", "f16c", "bmi2"})
 
 
@@ -108,10 +111,9 @@ def in_force() -> dict[str, Any]:
     """What the loaded libraries actually run under: recorded in bundle.json, shown by stages.
 
     Content only, equal on every portable machine: the pinned variables, the OpenBLAS kernel
-    and thread count each library reports (threadpoolctl), numpy's highest SIMD level, and
-    whether the digest is portable (with the reason when it is not).
+    and thread count each library reports (threadpoolctl), and whether the digest is portable
+    (with the reason when it is not).
     """
-    import numpy as np
     import threadpoolctl
 
     blas = sorted(
@@ -131,20 +133,12 @@ def in_force() -> dict[str, Any]:
     facts: dict[str, Any] = {
         "pinned": {key: os.environ[key] for key in PINNED if key in os.environ} if pinned else {},
         "blas": blas,
-        "numpy_simd": _highest_numpy_simd(np),
     }
     reason = _not_portable_because(pinned, blas)
     facts["portable"] = reason is None
     if reason is not None:
         facts["not_portable_because"] = reason
     return facts
-
-
-def _highest_numpy_simd(np: Any) -> str:
-    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-
-    active = [name for name in __cpu_dispatch__ if __cpu_features__.get(name)]
-    return active[-1] if active else "baseline"
 
 
 def _not_portable_because(pinned: bool, blas: list[dict[str, Any]]) -> str | None:

@@ -65,7 +65,16 @@ def export_onnx(pipeline: Pipeline, n_features: int) -> bytes:
             hint="choose an estimator supported by skl2onnx in train.estimator",
         ) from error
     _rename_outputs(onnx_model)
+    _sort_opset_imports(onnx_model)
     return bytes(onnx_model.SerializeToString())
+
+
+def _sort_opset_imports(onnx_model: Any) -> None:
+    """skl2onnx lists the opset imports in hash order, so the same model exported under another
+    PYTHONHASHSEED gave other bytes (measured for gradient boosting): sort them by domain."""
+    imports = sorted(onnx_model.opset_import, key=lambda entry: (entry.domain, entry.version))
+    del onnx_model.opset_import[:]
+    onnx_model.opset_import.extend(imports)
 
 
 def _rename_outputs(onnx_model: Any) -> None:

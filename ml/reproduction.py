@@ -91,9 +91,10 @@ def compare_bundles(reference: Path, candidate: Path, test_features: np.ndarray)
     checks["metrics_max_diff"] = _metrics_max_diff(ours["metrics"], theirs["metrics"])
     failed = _failed_checks(checks)
     explained = [_explain(difference, checks, failed) for difference in differing]
-    if not explained:  # only bundle.json itself: some recorded fact besides the files
-        keys = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
-        explained = [FileDifference(MANIFEST, f"recorded {', '.join(keys)} differ")]
+    # Facts bundle.json records beside the files (the numeric environment, versions, ...).
+    keys = sorted(k for k in set(ours) | set(theirs) - {"files"} if ours.get(k) != theirs.get(k))
+    if keys:
+        explained.append(FileDifference(MANIFEST, f"recorded {', '.join(keys)} differ"))
     verdict = Verdict.DIFFERENT if failed else Verdict.EQUIVALENT
     return Reproduction(verdict, reference_digest, candidate_digest, explained, checks)
 

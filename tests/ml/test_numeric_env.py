@@ -69,3 +69,23 @@ def test_the_cpu_check_reads_cpuinfo_flags(
 def test_the_switch_turns_the_pin_off(value: str) -> None:
     assert numeric_env.switched_off({numeric_env.SWITCH: value})
     assert not numeric_env.switched_off({})
+
+
+def test_a_run_off_the_pin_says_why_its_digest_is_not_portable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """This test process was not started as a stage, so its BLAS runs unpinned: in_force()
+    (what bundle.json records) must say so, and a CPU without AVX2 must be named first."""
+    monkeypatch.delenv(numeric_env.SWITCH, raising=False)
+    numeric_env.in_force.cache_clear()
+    monkeypatch.setattr(numeric_env, "cpu_runs_pinned_kernel", lambda: False)
+    facts = numeric_env.in_force()
+    assert facts["portable"] is False
+    assert "cannot run the pinned OpenBLAS kernel Haswell" in facts["not_portable_because"]
+    assert numeric_env.stage_note().startswith("; digest NOT portable: this CPU")
+
+    numeric_env.in_force.cache_clear()
+    monkeypatch.setenv(numeric_env.SWITCH, "off")
+    facts = numeric_env.in_force()
+    assert facts["pinned"] == {} and "switched off" in facts["not_portable_because"]
+    numeric_env.in_force.cache_clear()

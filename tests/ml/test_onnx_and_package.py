@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from ml.onnx_export import check_onnx, export_onnx, run_onnx
 from ml.package import package, reference_sample
 from ml.params import ESTIMATORS, Params
 from ml.prepare import load_builtin, split_data
-from ml.train import features_and_labels, fit
+from ml.train import features_and_labels, fit, save_model
 from tests.ml.conftest import stage_outputs
 
 
@@ -156,3 +159,40 @@ def test_reference_sample_is_capped_and_deterministic(contract_path: Path, split
     assert len(first) == 25 and first.equals(reference_sample(train_frame, contract, 25, seed=5))
     assert first.index.is_monotonic_increasing
     assert len(reference_sample(train_frame, contract, 5000, seed=5)) == len(train_frame)
+
+
+EXPORT_HASHES = """
+import hashlib, sys
+from pathlib import Path
+import joblib
+from ml.onnx_export import export_onnx
+for path in sys.argv[1:]:
+    print(hashlib.sha256(export_onnx(joblib.load(path), 30)).hexdigest())
+"""
+
+
+def test_the_onnx_bytes_do_not_depend_on_python_hash_randomisation(
+    repo_params: Params, breast_cancer, tmp_path: Path
+) -> None:
+    """skl2onnx orders some graph fields by hash: gradient boosting's export differed between
+    PYTHONHASHSEED 3 and 6 before the export sorted them. Each seed runs in its own process."""
+    _, (x_train, y_train), _ = breast_cancer
+    models = []
+    for estimator in ESTIMATORS:
+        path = tmp_path / f"{estimator}.joblib"
+        save_model(fit(replace(repo_params.train, estimator=estimator), 42, x_train, y_train), path)
+        models.append(str(path))
+    hashes = {}
+    for seed in ("3", "6", "9"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run(
+            [sys.executable, "-c", EXPORT_HASHES, *models],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        )
+        hashes[seed] = done.stdout.split()
+    assert len(hashes["3"]) == len(ESTIMATORS)
+    assert hashes["3"] == hashes["6"] == hashes["9"], hashes
