@@ -53,6 +53,10 @@ class RequestError(Exception):
     def body(self) -> bytes:
         return orjson.dumps({"error": self.message, "field": self.field, "row": self.row})
 
+    def v2_body(self) -> bytes:
+        """The Open Inference Protocol's error body."""
+        return orjson.dumps({"error": self.message})
+
 
 @dataclass(frozen=True)
 class FeatureSpec:
