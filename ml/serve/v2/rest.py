@@ -104,6 +104,11 @@ def _parameters(value: Any, where: str) -> dict[str, Any] | None:
         return None
     if type(value) is not dict:
         raise bad(f"{where}: must be an object")
+    # the two parameters the protocol's OpenAPI types (a response echoes them back)
+    if "content_type" in value and type(value["content_type"]) is not str:
+        raise bad(f"{where}: content_type must be a string")
+    if "headers" in value and type(value["headers"]) is not dict:
+        raise bad(f"{where}: headers must be an object")
     return value
 
 
