@@ -8,7 +8,6 @@ fields, finite numbers, row limit) and every 4xx it can answer.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Path, Query
@@ -38,31 +37,15 @@ class Status(BaseModel):
     model: str | None = None
 
 
-def _bounds(spec: FeatureSpec) -> dict[str, Any]:
-    bounds: dict[str, Any] = {}
-    if math.isfinite(spec.minimum):
-        bounds["ge"] = int(spec.minimum) if spec.integer else spec.minimum
-    if math.isfinite(spec.maximum):
-        bounds["le"] = int(spec.maximum) if spec.integer else spec.maximum
-    return bounds
-
-
 def _feature_field(spec: FeatureSpec) -> tuple[Any, Any]:
-    bounds = _bounds(spec)
-    kind: Any = int if spec.integer else float
-    if spec.nullable:  # present but null: the model's imputer fills it
-        kind = kind | None
-    return kind, Field(alias=spec.name, allow_inf_nan=False, strict=True, **bounds)
+    # a nullable feature may be present but null: the model's imputer fills it
+    field = Field(alias=spec.name, allow_inf_nan=False, strict=True, **spec.bounds())
+    return spec.value_type(), field
 
 
 def _positional_field(spec: FeatureSpec) -> tuple[Any, Any]:
-    kind, _ = _feature_field(spec)
-    return kind, Field(
-        allow_inf_nan=False,
-        strict=True,
-        title=spec.name,
-        **_bounds(spec),
-    )
+    field = Field(allow_inf_nan=False, strict=True, title=spec.name, **spec.bounds())
+    return spec.value_type(), field
 
 
 def _models(
