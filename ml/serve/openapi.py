@@ -169,7 +169,7 @@ def _v2_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {
         400: "The request breaks the protocol or the data contract",
         404: "No such model or version",
-        413: "Body, shape or row count over the limit",
+        413: "Body over the size limit",
         503: "Starting or shutting down",
     }
     return {status: {"model": V2Error, "description": described[status]} for status in statuses}

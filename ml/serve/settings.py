@@ -32,7 +32,9 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     # The V2 gRPC service (inference.GRPCInferenceService) on its own port, same host; 0: off.
-    grpc_port: int = 8081
+    # Off unless asked for (Kubernetes sets 8081): containers here share the host's network, and
+    # a fixed default port would make two servers on one machine collide.
+    grpc_port: int = 0
     backend: str = "onnx"
     max_rows: int = 1000
     max_body_bytes: int = 1 << 20
@@ -76,7 +78,7 @@ _HELP = {
     "bundle": "bundle directory (bundle/ after `dvc repro`)",
     "host": "address to bind, HTTP and gRPC",
     "port": "HTTP port (/v1, V2 REST, /metrics)",
-    "grpc_port": "V2 gRPC port (inference.GRPCInferenceService); 0 turns gRPC off",
+    "grpc_port": "V2 gRPC port (inference.GRPCInferenceService), e.g. 8081; 0: no gRPC",
     "backend": f"model runtime: one of {', '.join(BACKENDS)}",
     "max_rows": "most rows per request",
     "max_body_bytes": "request body limit in bytes (HTTP body, gRPC message)",

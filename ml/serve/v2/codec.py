@@ -163,8 +163,7 @@ class V2Model:
         if count > limit:
             raise bad(
                 f"input '{name}': shape {list(shape)} holds {count} values, over the limit of "
-                f"{self.max_rows} rows x {self.n} features",
-                413,
+                f"{self.max_rows} rows x {self.n} features"
             )
         return count
 
@@ -289,7 +288,7 @@ class V2Model:
         if rows < 1:
             raise bad(f"input '{name}': no rows; send at least one")
         if rows > self.max_rows:
-            raise bad(f"input '{name}': {rows} rows, at most {self.max_rows} per request", 413)
+            raise bad(f"input '{name}': {rows} rows, at most {self.max_rows} per request")
 
     def _check_values(self, matrix: np.ndarray, tensors: list[Tensor]) -> None:
         missing = np.isnan(matrix)
