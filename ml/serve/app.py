@@ -200,7 +200,8 @@ class ServeApp:
 
     async def _not_allowed(self, scope: Scope, send: Send, method: str) -> int:
         error = RequestError(405, f"{scope['method']} not allowed on {scope['path']}; use {method}")
-        await _answer(send, 405, error.body(), extra=((b"allow", method.encode()),))
+        body = error.v2_body() if scope["path"].startswith("/v2") else error.body()
+        await _answer(send, 405, body, extra=((b"allow", method.encode()),))
         return 405
 
     async def _predict_route(self, scope: Scope, receive: Receive, send: Send) -> int:
@@ -328,10 +329,11 @@ class ServeApp:
         async def not_found(scope: Scope, receive: Receive, send: Send) -> int:
             try:
                 self.v2.check_model(name, version)
+                # the served model under another spelling of its path (e.g. a trailing slash)
+                raise RequestError(404, f"no route {path}; see GET /v2/models/{self.v2.name}")
             except RequestError as error:
                 await _answer(send, error.status, error.v2_body())
                 return error.status
-            return await self._v2_metadata(scope, receive, send)  # pragma: no cover
 
         return route, method, not_found
 

@@ -74,6 +74,8 @@ def hostile_corpus(row: list[float]) -> Iterator[tuple[str, str, bytes, dict[str
                "/v2/models/nope/infer")  # fmt: skip
     yield case("unknown version", _tensor([1, N], row), 404, "has no version 'v9'",
                f"/v2/models/{MODEL}/versions/v9/infer")  # fmt: skip
+    yield case("empty version", _tensor([1, N], row), 404, "has no version ''",
+               f"/v2/models/{MODEL}/versions//infer")  # fmt: skip
     yield "not JSON", INFER, b"{inputs", {}, 400, "not valid JSON"
     yield "body too large", INFER, b" " * 200_001, {}, 413, "over the limit"
     body, headers = _binary(header, nan_row.tobytes())
@@ -112,6 +114,9 @@ def test_hostile_v2_rest_corpus_gets_4xx_naming_the_problem_and_the_server_stays
             elif set(body_json) != {"error"}:
                 problems.append(f"{name}: error body is not V2's {{'error'}}: {body_json}")
             assert client.get("/v2/health/live").json() == {"live": True}, name
+        wrong_method = client.get(INFER)
+        assert wrong_method.status_code == 405 and set(wrong_method.json()) == {"error"}
+        assert wrong_method.headers["allow"] == "POST"
         metrics = client.get("/metrics").text
     assert not problems, "\n".join(problems)
     assert server.process.poll() is None

@@ -130,10 +130,10 @@ class V2Model:
         }
 
     def check_model(self, name: str, version: str | None) -> None:
-        """404 unless (name, version) is this model; an empty version means the served one."""
+        """404 unless (name, version) is this model; None (not given) means the served one."""
         if name != self.name:
             raise bad(f"model '{name}' is not served here; this server serves '{self.name}'", 404)
-        if version and version != self.version:
+        if version is not None and version != self.version:
             raise bad(
                 f"model '{name}' has no version '{version}'; the served version is "
                 f"'{self.version}'",
