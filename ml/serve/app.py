@@ -31,7 +31,7 @@ from ml.serve.metrics import ServeMetrics, feature_edges, render
 from ml.serve.model import REFERENCE_FILE, LoadedBundle
 from ml.serve.openapi import build_docs_app
 from ml.serve.schema import RequestError, RequestParser, feature_specs
-from ml.serve.settings import ServeSettings
+from ml.serve.settings import ServeConfigError, ServeSettings
 from ml.serve.v2.codec import V2Model, v2_model
 from ml.serve.v2.rest import HEADER_LENGTH, encode_infer, header_length, parse_infer
 
@@ -401,7 +401,11 @@ class ServeApp:
                 if self.settings.grpc_port:
                     from ml.serve.v2.grpc_service import start_grpc
 
-                    self._grpc = start_grpc(self, asyncio.get_running_loop())
+                    try:
+                        self._grpc = start_grpc(self, asyncio.get_running_loop())
+                    except ServeConfigError as error:  # uvicorn logs the message and exits
+                        await send({"type": "lifespan.startup.failed", "message": str(error)})
+                        return
                 # Everything built so far (bundle, FastAPI, pydantic models) lives as long as the
                 # process: keep it out of the collector's full passes (shorter pauses, p99).
                 gc.freeze()

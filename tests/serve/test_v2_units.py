@@ -136,3 +136,24 @@ def test_both_server_clis_take_the_one_option_set() -> None:
     assert "--grpc-port" in flags and "--input-window" in flags
     assert argparse_flags - {f"--no-{flag[2:]}" for flag in flags} == flags
     assert typer_flags == flags
+
+
+def test_a_busy_grpc_port_is_refused_before_anything_listens(fixture_bundle: FixtureBundle) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from tests.serve.server_process import free_port
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "ml.serve", "--bundle", str(fixture_bundle.path),
+             "--port", str(free_port()), "--grpc-port", str(taken)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert f"--grpc-port: cannot listen on 127.0.0.1:{taken}" in result.stderr
+    assert "Traceback" not in result.stderr
