@@ -178,6 +178,13 @@ def test_hostile_v2_grpc_corpus_gets_status_codes_and_the_server_stays_up(
         server, "ModelInfer", _infer_request([1, N], row.tobytes()), pb.ModelInferResponse
     )
     assert [output.name for output in answer.outputs] == ["predict", "predict_proba"]
+    # the same row as typed FP64 contents gets the same raw answer
+    typed = pb.ModelInferRequest(model_name=MODEL)
+    typed.inputs.add(name="input", datatype="FP64", shape=[1, N]).contents.fp64_contents.extend(
+        row[0].astype(float).tolist()
+    )
+    same = _grpc_call(server, "ModelInfer", typed, pb.ModelInferResponse)
+    assert list(same.raw_output_contents) == list(answer.raw_output_contents)
     assert server.process.poll() is None
     assert "Traceback" not in server.output()
 
