@@ -5,9 +5,11 @@
 One run measures, with wrk on 127.0.0.1 (`apt-get install -y wrk`), throughput and p50/p99
 latency for single rows at concurrency 1 and 16 and 100-row batches at concurrency 1, for:
 
-- liftlock: `python -m ml.serve` (ONNX Runtime, raw-ASGI predict path) on uvicorn;
+- liftlock: `python -m ml.serve` (ONNX Runtime, raw-ASGI predict path) on uvicorn, on /v1 and on
+  V2 REST (`liftlock-v2`: the very request bytes MLServer gets, FP64 tensor [rows, n]);
 - MLServer 1.7.1 + mlserver-sklearn on the same model.joblib (V2 inference protocol), installed
   in its own venv, ~/.cache/liftlock/bench-venv (it pins versions that conflict with ours);
+- V2 gRPC, single row, sequential calls (grpcio, raw_input_contents): liftlock and MLServer;
 - a minimal FastAPI + pydantic server calling the same sklearn Pipeline (what one writes first);
 - in-process predict (no HTTP): the ONNX session, and liftlock's parse -> predict -> encode.
 
@@ -359,11 +361,42 @@ def measure_server(
     duration: float,
     work: Path,
     pid: int,
+    kind: str | None = None,
 ) -> tuple[list[Result], dict[str, int]]:
-    """Load one server with the standard workloads, then probe it with every bad payload."""
+    """Load one server with the standard workloads, then probe it with every bad payload
+    (`kind` names the payload family: liftlock (/v1), mlserver (V2), fastapi)."""
     results = run_http(name, url, body_for, features, x, duration, work, pid)
-    statuses = {k: status_of(url, v) for k, v in bad_bodies(features, x, name).items()}
+    statuses = {k: status_of(url, v) for k, v in bad_bodies(features, x, kind or name).items()}
     return results, statuses
+
+
+def grpc_single_row(address: str, model: str, row: np.ndarray, calls: int = 3000) -> Result:
+    """Sequential V2 ModelInfer calls with one FP64 row as raw_input_contents (c=1)."""
+    import grpc
+
+    from ml.serve.v2 import open_inference_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name=model)
+    request.inputs.add(name="predict", datatype="FP64", shape=[1, len(row)])
+    request.raw_input_contents.append(np.asarray(row, dtype="<f8").tobytes())
+    with grpc.insecure_channel(address) as channel:
+        infer = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+        for _ in range(200):
+            infer(request, timeout=10)
+        times = []
+        started_all = time.perf_counter()
+        for _ in range(calls):
+            started = time.perf_counter()
+            infer(request, timeout=10)
+            times.append(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started_all
+    rate = calls / elapsed
+    p50, p99 = (float(np.percentile(times, q)) * 1e3 for q in (50, 99))
+    return Result("", "grpc single c1", rate, rate, p50, p99, 0)
 
 
 def main() -> int:
@@ -393,12 +426,24 @@ def main() -> int:
     results: list[Result] = []
     bad: dict[str, dict[str, int]] = {}
 
-    port = free_port()
+    model_name = json.loads((bundle / "model_card.json").read_text()).get("name") or "model"
+    port, grpc_port = free_port(), free_port()
     process = start(
-        [sys.executable, "-m", "ml.serve", "--bundle", str(bundle), "--port", str(port)],
+        [sys.executable, "-m", "ml.serve", "--bundle", str(bundle), "--port", str(port),
+         "--grpc-port", str(grpc_port)],
         f"http://127.0.0.1:{port}/readyz", work / "liftlock.log", cwd=ROOT,
     )  # fmt: skip
     try:
+        # V2 REST first: the same request bytes MLServer gets below
+        url = f"http://127.0.0.1:{port}/v2/models/{model_name}/infer"
+        measured_runs, bad["liftlock-v2"] = measure_server(
+            "liftlock-v2", url, mlserver_body, features, x, args.duration, work, process.pid,
+            kind="mlserver",
+        )  # fmt: skip
+        results += measured_runs
+        grpc_result = grpc_single_row(f"127.0.0.1:{grpc_port}", model_name, x[0])
+        grpc_result.server = "liftlock-v2"
+        results.append(grpc_result)
         url = f"http://127.0.0.1:{port}/v1/predict"
         measured_runs, bad["liftlock"] = measure_server(
             "liftlock", url, liftlock_body, features, x, args.duration, work, process.pid
@@ -449,6 +494,9 @@ def main() -> int:
                 "mlserver", url, mlserver_body, features, x, args.duration, work, process.pid
             )
             results += measured_runs
+            grpc_result = grpc_single_row(f"127.0.0.1:{grpc}", "model", x[0])
+            grpc_result.server = "mlserver"
+            results.append(grpc_result)
         finally:
             stop(process)
 
@@ -495,15 +543,16 @@ def report(results: list[Result], bad: dict[str, dict[str, int]]) -> None:
     for server, codes in bad.items():
         print(f"  {server:<10} " + ", ".join(f"{k}: {v}" for k, v in codes.items()))
     by = {(r.server, r.scenario): r for r in results}
-    print("\nratios (liftlock / other, same run):")
+    print("\nratios (liftlock / other, same run; liftlock-v2 / mlserver on the same V2 bytes):")
     for scenario, _, _ in SCENARIOS:
-        mine = by.get(("liftlock", scenario))
-        for other in ("mlserver", "fastapi"):
+        for me, other in (("liftlock-v2", "mlserver"), ("liftlock", "mlserver"),
+                          ("liftlock", "fastapi")):  # fmt: skip
+            mine = by.get((me, scenario))
             theirs = by.get((other, scenario))
             if mine and theirs:
                 speedup = mine.rows_per_s / theirs.rows_per_s
                 print(
-                    f"  {scenario:<12} vs {other:<9} throughput x{speedup:.1f}, "
+                    f"  {me:<11} {scenario:<12} vs {other:<9} throughput x{speedup:.1f}, "
                     f"p99 {theirs.p99_ms / mine.p99_ms:.1f}x lower, "
                     f"server CPU per request {theirs.cpu_us / mine.cpu_us:.1f}x lower"
                 )
@@ -526,6 +575,19 @@ def report(results: list[Result], bad: dict[str, dict[str, int]]) -> None:
             if theirs:
                 ratio = c16.rows_per_s / theirs.rows_per_s
                 print(f"  single c16 >= 8x {other}: x{ratio:.1f} {_verdict(ratio >= 8)}")
+    v2_c16, ml_c16 = by.get(("liftlock-v2", "single c16")), by.get(("mlserver", "single c16"))
+    if v2_c16 and ml_c16:
+        ratio = v2_c16.rows_per_s / ml_c16.rows_per_s
+        print(
+            f"  V2 REST single c16 >= 8x MLServer (same bytes): x{ratio:.1f} {_verdict(ratio >= 8)}"
+        )
+    for server in ("liftlock-v2", "mlserver"):
+        grpc_result = by.get((server, "grpc single c1"))
+        if grpc_result:
+            print(
+                f"  {server} V2 gRPC single row: p50 {grpc_result.p50_ms:.3f} ms, "
+                f"p99 {grpc_result.p99_ms:.3f} ms, {grpc_result.requests_per_s:.0f} calls/s"
+            )
     if batch:
         rps = batch.requests_per_s
         print(f"  batch100 c1 >= 1500 req/s: {rps:.0f} {_verdict(rps >= 1500)}")

@@ -16,6 +16,8 @@ import pulumi_kubernetes as k8s
 from infra.config import Autoscaling, Exposure, Resources
 
 SERVICE_PORT = 8080
+# The Open Inference Protocol's gRPC service (ml/serve/v2/grpc_service.py)
+GRPC_PORT = 8081
 #: the serving image runs as nobody:nogroup (ml/serve/container/Dockerfile)
 RUN_AS_USER = 65534
 OBJECT_NAME = "liftlock-model"
@@ -131,22 +133,26 @@ class ModelService(pulumi.ComponentResource):
             name="model",
             image=args.image,
             image_pull_policy="IfNotPresent",
-            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=SERVICE_PORT)],
+            ports=[
+                k8s.core.v1.ContainerPortArgs(name="http", container_port=SERVICE_PORT),
+                k8s.core.v1.ContainerPortArgs(name="grpc", container_port=GRPC_PORT),
+            ],
             env=[
                 k8s.core.v1.EnvVarArgs(name=key, value=value)
                 for key, value in {
                     "LIFTLOCK_HOST": "0.0.0.0",
                     "LIFTLOCK_PORT": str(SERVICE_PORT),
+                    "LIFTLOCK_GRPC_PORT": str(GRPC_PORT),
                     **args.extra_env,
                 }.items()
             ],
             readiness_probe=k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path="/readyz", port="http"),
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/v2/health/ready", port="http"),
                 period_seconds=5,
                 failure_threshold=3,
             ),
             liveness_probe=k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="http"),
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/v2/health/live", port="http"),
                 initial_delay_seconds=10,
                 period_seconds=10,
                 failure_threshold=3,
@@ -196,7 +202,10 @@ class ModelService(pulumi.ComponentResource):
                 ports=[
                     k8s.core.v1.ServicePortArgs(
                         name="http", port=SERVICE_PORT, target_port="http", protocol="TCP"
-                    )
+                    ),
+                    k8s.core.v1.ServicePortArgs(
+                        name="grpc", port=GRPC_PORT, target_port="grpc", protocol="TCP"
+                    ),
                 ],
             ),
             opts=child,
@@ -267,9 +276,8 @@ class ModelService(pulumi.ComponentResource):
                     k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                         from_=sources,
                         ports=[
-                            k8s.networking.v1.NetworkPolicyPortArgs(
-                                port=SERVICE_PORT, protocol="TCP"
-                            )
+                            k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")
+                            for port in (SERVICE_PORT, GRPC_PORT)
                         ],
                     )
                 ],

@@ -1,59 +1,45 @@
-"""`liftlock serve`: run the model server on one verified bundle (ml.serve)."""
+"""`liftlock serve`: run the model server on one verified bundle (ml.serve).
+
+Its options are ml.serve.settings.options(), the ones `python -m ml.serve` has: one set, built
+into typer parameters here.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+import inspect
+from typing import Annotated, Any
 
 import typer
 
 
+def _parameters() -> list[inspect.Parameter]:
+    from ml.serve.settings import options
+
+    parameters = []
+    for option in options():
+        flag = option.flag if option.kind is not bool else f"{option.flag}/--no-{option.flag[2:]}"
+        annotation: Any = Annotated[option.kind | None, typer.Option(flag, help=option.help)]
+        parameters.append(
+            inspect.Parameter(
+                option.field, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+            )
+        )
+    return parameters
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("serve")
-    def serve_command(
-        bundle: Annotated[
-            Path | None,
-            typer.Option(
-                "--bundle",
-                envvar="LIFTLOCK_BUNDLE",
-                help="Bundle directory (bundle/ after `dvc repro`); env LIFTLOCK_BUNDLE.",
-            ),
-        ] = None,
-        host: Annotated[
-            str | None, typer.Option(help="Address to bind (env LIFTLOCK_HOST; 127.0.0.1).")
-        ] = None,
-        port: Annotated[
-            int | None, typer.Option(help="TCP port (env LIFTLOCK_PORT; 8080).")
-        ] = None,
-        backend: Annotated[
-            str | None, typer.Option(help="onnx (default, ONNX Runtime) or sklearn (joblib).")
-        ] = None,
-        max_rows: Annotated[
-            int | None, typer.Option(help="Most rows per request (default 1000).")
-        ] = None,
-        max_body_bytes: Annotated[
-            int | None, typer.Option(help="Request body limit in bytes (default 1 MiB).")
-        ] = None,
-        input_log: Annotated[
-            Path | None,
-            typer.Option(help="Rotating JSONL log of served inputs, read by `liftlock drift`."),
-        ] = None,
-    ) -> None:
-        """Verify every file of the bundle against bundle.json, then serve it on uvicorn.
+    def serve_command(**values: Any) -> None:
+        """Verify every file of the bundle against bundle.json, then serve it on uvicorn
+        (/v1 and V2 REST) and grpcio (V2 gRPC).
 
         Refuses to start (exit 4) when a file was altered. Stops gracefully on SIGTERM.
         """
         from ml.serve.runner import serve
         from ml.serve.settings import load_settings
 
-        serve(
-            load_settings(
-                bundle=bundle,
-                host=host,
-                port=port,
-                backend=backend,
-                max_rows=max_rows,
-                max_body_bytes=max_body_bytes,
-                input_log=input_log,
-            )
-        )
+        serve(load_settings(**values))
+
+    parameters = _parameters()
+    serve_command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    serve_command.__annotations__ = {p.name: p.annotation for p in parameters}
+    app.command("serve")(serve_command)

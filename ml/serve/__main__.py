@@ -1,29 +1,36 @@
 """`python -m ml.serve`: the container's entry point (no CLI framework, no liftlock import).
 
-Same options as `liftlock serve`; every option also reads a `LIFTLOCK_*` environment variable.
+Same options as `liftlock serve` (both come from ml.serve.settings.options()); every option also
+reads a `LIFTLOCK_*` environment variable.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ml.errors import MLError
-from ml.serve.settings import BACKENDS, load_settings
+from ml.serve.settings import load_settings, options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ml.serve", description=__doc__)
+    for option in options():
+        if option.kind is bool:
+            parser.add_argument(
+                option.flag, dest=option.field, action=argparse.BooleanOptionalAction,
+                default=None, help=option.help,
+            )  # fmt: skip
+        else:
+            parser.add_argument(
+                option.flag, dest=option.field, type=option.kind, choices=option.choices,
+                default=None, help=option.help,
+            )  # fmt: skip
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ml.serve", description=__doc__)
-    parser.add_argument("--bundle", type=Path, help="bundle directory (env LIFTLOCK_BUNDLE)")
-    parser.add_argument("--host", help="address to bind (env LIFTLOCK_HOST, default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="TCP port (env LIFTLOCK_PORT, default 8080)")
-    parser.add_argument("--backend", choices=BACKENDS, help="onnx (default) or sklearn")
-    parser.add_argument("--max-rows", type=int, help="rows per request (default 1000)")
-    parser.add_argument("--max-body-bytes", type=int, help="request body limit (default 1 MiB)")
-    parser.add_argument("--input-log", type=Path, help="rotating JSONL log of inputs, for drift")
-    parser.add_argument("--input-window", type=int, help="rows kept for GET /v1/inputs (0: off)")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         from ml.serve.runner import serve
 

@@ -107,6 +107,9 @@ class ServeMetrics(Collector):
         self._class_lookup = {value: i for i, value in enumerate(classes)}
         self.requests: dict[tuple[str, int], int] = {}
         self._latency: dict[str, list[float]] = {}
+        # gRPC calls by (method, status code name), and their latency by method
+        self.grpc_requests: dict[tuple[str, str], int] = {}
+        self._grpc_latency: dict[str, list[float]] = {}
         self.predictions = np.zeros(len(classes), dtype=np.int64)
         self.histograms = FeatureHistograms(edges)
         self.rows = 0
@@ -117,12 +120,12 @@ class ServeMetrics(Collector):
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         key = (route, status)
         self.requests[key] = self.requests.get(key, 0) + 1
-        latency = self._latency.get(route)
-        if latency is None:
-            # one count per bucket, then +Inf, then the sum
-            latency = self._latency[route] = [0.0] * (len(LATENCY_BUCKETS) + 2)
-        latency[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        latency[-1] += seconds
+        _observe_latency(self._latency, route, seconds)
+
+    def observe_grpc(self, method: str, code: str, seconds: float) -> None:
+        key = (method, code)
+        self.grpc_requests[key] = self.grpc_requests.get(key, 0) + 1
+        _observe_latency(self._grpc_latency, method, seconds)
 
     def observe_rows(self, x: np.ndarray, labels: np.ndarray) -> None:
         """Queue a request's rows; they are counted in bulk (a dozen numpy calls cost the same
@@ -160,17 +163,27 @@ class ServeMetrics(Collector):
             requests.add_metric([route, str(status)], count)
         yield requests
 
-        latency = HistogramMetricFamily(
-            PREFIX + "http_request_duration_seconds",
+        yield _latency_family(
+            "http_request_duration_seconds",
             "Time from request start to response sent, by route",
-            labels=["route"],
+            "route",
+            self._latency,
         )
-        for route, counts in sorted(self._latency.items()):
-            cumulative = np.cumsum(counts[:-1]).tolist()
-            buckets = [(str(le), c) for le, c in zip(LATENCY_BUCKETS, cumulative, strict=False)]
-            buckets.append(("+Inf", cumulative[-1]))
-            latency.add_metric([route], buckets, sum_value=counts[-1])
-        yield latency
+
+        grpc_requests = CounterMetricFamily(
+            PREFIX + "grpc_requests",
+            "V2 gRPC calls by method and status code",
+            labels=["method", "code"],
+        )
+        for (method, code), count in sorted(self.grpc_requests.items()):
+            grpc_requests.add_metric([method, code], count)
+        yield grpc_requests
+        yield _latency_family(
+            "grpc_request_duration_seconds",
+            "Time from call start to response, by gRPC method",
+            "method",
+            self._grpc_latency,
+        )
 
         predictions = CounterMetricFamily(
             PREFIX + "predictions", "Predicted rows by class", labels=["class"]
@@ -198,6 +211,27 @@ class ServeMetrics(Collector):
         for name, count in zip(self.features, self.histograms.nulls.tolist(), strict=True):
             nulls.add_metric([name], count)
         yield nulls
+
+
+def _observe_latency(latency: dict[str, list[float]], key: str, seconds: float) -> None:
+    counts = latency.get(key)
+    if counts is None:
+        # one count per bucket, then +Inf, then the sum
+        counts = latency[key] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+    counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+    counts[-1] += seconds
+
+
+def _latency_family(
+    name: str, documentation: str, label: str, latency: dict[str, list[float]]
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(PREFIX + name, documentation, labels=[label])
+    for key, counts in sorted(latency.items()):
+        cumulative = np.cumsum(counts[:-1]).tolist()
+        buckets = [(str(le), c) for le, c in zip(LATENCY_BUCKETS, cumulative, strict=False)]
+        buckets.append(("+Inf", cumulative[-1]))
+        family.add_metric([key], buckets, sum_value=counts[-1])
+    return family
 
 
 def render(metrics: ServeMetrics) -> bytes:

@@ -8,16 +8,16 @@ fields, finite numbers, row limit) and every 4xx it can answer.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Path, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ml.serve.model import LoadedBundle
 from ml.serve.schema import FeatureSpec
 from ml.serve.settings import ServeSettings
+from ml.serve.v2.codec import KNOWN_DTYPES, V2Model
 
 
 class ErrorResponse(BaseModel):
@@ -37,31 +37,15 @@ class Status(BaseModel):
     model: str | None = None
 
 
-def _bounds(spec: FeatureSpec) -> dict[str, Any]:
-    bounds: dict[str, Any] = {}
-    if math.isfinite(spec.minimum):
-        bounds["ge"] = int(spec.minimum) if spec.integer else spec.minimum
-    if math.isfinite(spec.maximum):
-        bounds["le"] = int(spec.maximum) if spec.integer else spec.maximum
-    return bounds
-
-
 def _feature_field(spec: FeatureSpec) -> tuple[Any, Any]:
-    bounds = _bounds(spec)
-    kind: Any = int if spec.integer else float
-    if spec.nullable:  # present but null: the model's imputer fills it
-        kind = kind | None
-    return kind, Field(alias=spec.name, allow_inf_nan=False, strict=True, **bounds)
+    # a nullable feature may be present but null: the model's imputer fills it
+    field = Field(alias=spec.name, allow_inf_nan=False, strict=True, **spec.bounds())
+    return spec.value_type(), field
 
 
 def _positional_field(spec: FeatureSpec) -> tuple[Any, Any]:
-    kind, _ = _feature_field(spec)
-    return kind, Field(
-        allow_inf_nan=False,
-        strict=True,
-        title=spec.name,
-        **_bounds(spec),
-    )
+    field = Field(allow_inf_nan=False, strict=True, title=spec.name, **spec.bounds())
+    return spec.value_type(), field
 
 
 def _models(
@@ -101,8 +85,173 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class V2Error(BaseModel):
+    error: str = Field(description="What is wrong, naming the input and the rule")
+
+
+class V2ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class V2Tensor(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class V2ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[V2Tensor]
+    outputs: list[V2Tensor]
+
+
+class V2Live(BaseModel):
+    live: bool
+
+
+class V2Ready(BaseModel):
+    ready: bool
+
+
+class V2ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class V2RequestInput(BaseModel):
+    name: str = Field(
+        description="'input' for the [rows, n_features] tensor (any name is accepted), or a "
+        "feature name for one tensor per feature"
+    )
+    shape: list[Annotated[int, Field(ge=0)]]
+    datatype: Literal[KNOWN_DTYPES]  # type: ignore[valid-type]
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = Field(
+        default=None,
+        description="Row-major values, flat or nested; absent when parameters.binary_data_size "
+        "gives the length of the tensor's raw bytes after the JSON (binary tensor extension)",
+    )
+
+
+class V2RequestOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class V2InferRequest(BaseModel):
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[V2RequestInput] = Field(min_length=1)
+    outputs: list[V2RequestOutput] | None = None
+
+
+class V2ResponseOutput(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
+
+
+class V2InferResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[V2ResponseOutput]
+
+
+def _v2_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        400: "The request breaks the protocol or the data contract",
+        404: "No such model or version",
+        413: "Body over the size limit",
+        503: "Starting or shutting down",
+    }
+    return {status: {"model": V2Error, "description": described[status]} for status in statuses}
+
+
+def _add_v2_routes(docs: FastAPI, model: V2Model) -> None:
+    """The Open Inference Protocol routes; the path parameters name the one served model."""
+    name: Any = Annotated[Literal[model.name], Path(description="The served model's name")]
+    version: Any = Annotated[Literal[model.version], Path(description="The bundle digest")]
+
+    @docs.get("/v2", response_model=V2ServerMetadata, summary="V2 server metadata")
+    def v2_server() -> Any:  # pragma: no cover - answered by ServeApp
+        raise NotImplementedError
+
+    @docs.get("/v2/health/live", response_model=V2Live, summary="V2: the process is alive")
+    def v2_live() -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    @docs.get(
+        "/v2/health/ready",
+        response_model=V2Ready,
+        responses={503: {"model": V2Ready, "description": "Starting or shutting down"}},
+        summary="V2: the model is loaded",
+    )
+    def v2_ready() -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def metadata(**_: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def ready(**_: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def infer(**_: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    for prefix, path_parameters in (
+        ("/v2/models/{model_name}", {"model_name": name}),
+        (
+            "/v2/models/{model_name}/versions/{model_version}",
+            {"model_name": name, "model_version": version},
+        ),
+    ):
+        suffix = "_versioned" if "model_version" in path_parameters else ""
+        for function, tail, method, extra, response, errors, summary in (
+            (metadata, "", "GET", {}, V2ModelMetadata, (404,), "V2 model metadata"),
+            (ready, "/ready", "GET", {}, V2ModelReady, (404, 503), "V2 model readiness"),
+            (
+                infer, "/infer", "POST", {"request": V2InferRequest}, V2InferResponse,
+                (400, 404, 413), "V2 inference (JSON; or binary tensors after the JSON header)",
+            ),
+        ):  # fmt: skip
+            endpoint = _with_annotations(function, {**path_parameters, **extra})
+            docs.add_api_route(
+                prefix + tail,
+                endpoint,
+                methods=[method],
+                response_model=response,
+                responses=_v2_errors(*errors),
+                summary=summary,
+                operation_id=f"v2_{function.__name__}{suffix}",
+            )
+
+
+def _with_annotations(function: Any, annotations: dict[str, Any]) -> Any:
+    """A copy of a stub whose signature declares `annotations` (FastAPI reads the signature)."""
+    import inspect
+
+    def endpoint(**values: Any) -> Any:  # pragma: no cover - answered by ServeApp
+        return function(**values)
+
+    parameters = [
+        inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, annotation=kind)
+        for key, kind in annotations.items()
+    ]
+    endpoint.__signature__ = inspect.Signature(parameters, return_annotation=Any)  # type: ignore[attr-defined]
+    endpoint.__name__ = function.__name__
+    return endpoint
+
+
 def build_docs_app(
-    bundle: LoadedBundle, specs: list[FeatureSpec], settings: ServeSettings
+    bundle: LoadedBundle, specs: list[FeatureSpec], settings: ServeSettings, v2: V2Model
 ) -> FastAPI:
     one, many, response = _models(bundle, specs, settings.max_rows)
     docs = FastAPI(
@@ -168,4 +317,5 @@ def build_docs_app(
             summary="The most recent served rows (for drift checks), nulls as null",
         )(inputs)
 
+    _add_v2_routes(docs, v2)
     return docs

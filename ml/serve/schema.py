@@ -53,14 +53,35 @@ class RequestError(Exception):
     def body(self) -> bytes:
         return orjson.dumps({"error": self.message, "field": self.field, "row": self.row})
 
+    def v2_body(self) -> bytes:
+        """The Open Inference Protocol's error body."""
+        return orjson.dumps({"error": self.message})
+
 
 @dataclass(frozen=True)
 class FeatureSpec:
+    """One feature of the data contract: the one source of every request schema (the /v1
+    parsers' msgspec struct and checks, the pydantic models OpenAPI documents, the V2 codec)."""
+
     name: str
     integer: bool
     nullable: bool
     minimum: float
     maximum: float
+
+    def bounds(self) -> dict[str, Any]:
+        """Finite range limits as `ge`/`le` keywords (msgspec.Meta and pydantic.Field alike)."""
+        bounds: dict[str, Any] = {}
+        if math.isfinite(self.minimum):
+            bounds["ge"] = int(self.minimum) if self.integer else self.minimum
+        if math.isfinite(self.maximum):
+            bounds["le"] = int(self.maximum) if self.integer else self.maximum
+        return bounds
+
+    def value_type(self) -> Any:
+        """The Python type of a value: int or float, or None too where nulls are allowed."""
+        kind: Any = int if self.integer else float
+        return kind | None if self.nullable else kind
 
 
 def _spec_entries(contract: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -280,12 +301,7 @@ def _typed_decoder(specs: list[FeatureSpec], max_rows: int) -> tuple[Any, type]:
     fields: list[tuple[str, Any]] = []
     items: list[Any] = []
     for spec in specs:
-        bounds: dict[str, Any] = {}
-        if math.isfinite(spec.minimum):
-            bounds["ge"] = int(spec.minimum) if spec.integer else spec.minimum
-        if math.isfinite(spec.maximum):
-            bounds["le"] = int(spec.maximum) if spec.integer else spec.maximum
-        kind: Any = Annotated[int if spec.integer else float, msgspec.Meta(**bounds)]
+        kind: Any = Annotated[int if spec.integer else float, msgspec.Meta(**spec.bounds())]
         if spec.nullable:
             kind = kind | None
         fields.append((f"f{len(fields)}", kind))

@@ -1,11 +1,16 @@
 """Server settings: one typed object, read from `LIFTLOCK_*` environment variables and overridden
-by command-line options. Invalid values raise `ServeConfigError` naming the variable."""
+by command-line options. Invalid values raise `ServeConfigError` naming the variable.
+
+`OPTIONS` is the one option set of both server CLIs (`python -m ml.serve` builds argparse from it,
+`liftlock serve` builds its typer options from it): every settings field is an option.
+"""
 
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,10 @@ class ServeSettings:
     bundle: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8080
+    # The V2 gRPC service (inference.GRPCInferenceService) on its own port, same host; 0: off.
+    # Off unless asked for (Kubernetes sets 8081): containers here share the host's network, and
+    # a fixed default port would make two servers on one machine collide.
+    grpc_port: int = 0
     backend: str = "onnx"
     max_rows: int = 1000
     max_body_bytes: int = 1 << 20
@@ -53,7 +62,65 @@ class ServeSettings:
                 raise ServeConfigError(f"{ENV_PREFIX}{name.upper()}: must be at least 1")
         if not 1 <= self.port <= 65535:
             raise ServeConfigError(f"{ENV_PREFIX}PORT: {self.port} is not a TCP port")
+        if not 0 <= self.grpc_port <= 65535:
+            raise ServeConfigError(
+                f"{ENV_PREFIX}GRPC_PORT: {self.grpc_port} is not a TCP port (0 turns gRPC off)"
+            )
+        if self.grpc_port == self.port:
+            raise ServeConfigError(
+                f"{ENV_PREFIX}GRPC_PORT: {self.grpc_port} is the HTTP port too; pick another"
+            )
         return self
+
+
+# field -> help text of its option (the environment variable and default are added by `options`)
+_HELP = {
+    "bundle": "bundle directory (bundle/ after `dvc repro`)",
+    "host": "address to bind, HTTP and gRPC",
+    "port": "HTTP port (/v1, V2 REST, /metrics)",
+    "grpc_port": "V2 gRPC port (inference.GRPCInferenceService), e.g. 8081; 0: no gRPC",
+    "backend": f"model runtime: one of {', '.join(BACKENDS)}",
+    "max_rows": "most rows per request",
+    "max_body_bytes": "request body limit in bytes (HTTP body, gRPC message)",
+    "input_log": "rotating JSONL log of served inputs, read by `liftlock drift`",
+    "input_log_max_bytes": "size at which the input log rotates",
+    "input_log_backups": "rotated input logs kept",
+    "input_window": "rows kept in memory for GET /v1/inputs (0: off)",
+    "log_level": "log level (debug, info, warning, error)",
+    "access_log": "log every request",
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    field: str
+    flag: str
+    kind: type
+    help: str
+    default: Any
+    choices: tuple[str, ...] | None = None
+
+
+def options() -> list[Option]:
+    """One option per settings field, with its type (None stripped), help, env var and default."""
+    hints = typing.get_type_hints(ServeSettings)
+    result = []
+    for field in fields(ServeSettings):
+        kind = next(arg for arg in typing.get_args(hints[field.name]) or (hints[field.name],)
+                    if arg is not type(None))  # fmt: skip
+        default = None if field.default is MISSING else field.default
+        shown = f"; default {default}" if default not in (None, "") else ""
+        result.append(
+            Option(
+                field=field.name,
+                flag="--" + field.name.replace("_", "-"),
+                kind=kind,
+                help=f"{_HELP[field.name]} (env {ENV_PREFIX}{field.name.upper()}{shown})",
+                default=default,
+                choices=BACKENDS if field.name == "backend" else None,
+            )
+        )
+    return result
 
 
 def _convert(name: str, kind: Any, raw: str) -> Any:

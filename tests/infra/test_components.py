@@ -139,8 +139,9 @@ def test_model_deployment_probes_resources_and_bundle_manifest(
     run = run_program("staging", as_pulumi_config(values), root)
     deployment = run.one(DEPLOYMENT)
     container = deployment.inputs["spec"]["template"]["spec"]["containers"][0]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", deployment.urn
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", deployment.urn
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready", deployment.urn
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live", deployment.urn
+    assert [port["name"] for port in container["ports"]] == ["http", "grpc"], deployment.urn
     assert container["resources"] == values["resources"], deployment.urn
     assert container["image"] == values["image"], deployment.urn
     config_map = run.one("kubernetes:core/v1:ConfigMap")
@@ -160,9 +161,10 @@ def test_network_policies_deny_by_default_and_open_only_the_service_port(
     assert sorted(deny.inputs["spec"]["policyTypes"]) == ["Egress", "Ingress"], deny.urn
     allow = policies["liftlock-model-allow-http"]
     ports = [p["port"] for rule in allow.inputs["spec"]["ingress"] for p in rule["ports"]]
-    assert ports == [8080], allow.urn
+    assert ports == [8080, 8081], f"{allow.urn}: HTTP and V2 gRPC"
     service = run.one("kubernetes:core/v1:Service")
     assert service.inputs["spec"]["type"] == "ClusterIP", f"{service.urn}: internal exposure"
+    assert [p["port"] for p in service.inputs["spec"]["ports"]] == [8080, 8081], service.urn
 
 
 def test_prod_scales_and_keeps_a_disruption_budget(

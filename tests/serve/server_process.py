@@ -29,6 +29,7 @@ class RunningServer:
     url: str
     log_path: Path
     input_log: Path
+    grpc_address: str
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10)
@@ -39,16 +40,21 @@ class RunningServer:
 
 def start_server(bundle: Path, workdir: Path, *extra: str) -> RunningServer:
     port = free_port()
+    grpc_port = free_port()
+    while grpc_port == port:
+        grpc_port = free_port()
     log_path = workdir / "server.log"
     input_log = workdir / "inputs" / "inputs.jsonl"
     env = {**os.environ, "LIFTLOCK_BUNDLE": str(bundle), "PYTHONUNBUFFERED": "1"}
     command = [
         sys.executable, "-m", "ml.serve", "--host", "127.0.0.1", "--port", str(port),
-        "--input-log", str(input_log), *extra,
+        "--grpc-port", str(grpc_port), "--input-log", str(input_log), *extra,
     ]  # fmt: skip
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = RunningServer(process, f"http://127.0.0.1:{port}", log_path, input_log)
+    server = RunningServer(
+        process, f"http://127.0.0.1:{port}", log_path, input_log, f"127.0.0.1:{grpc_port}"
+    )
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:

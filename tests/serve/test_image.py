@@ -59,7 +59,7 @@ def test_the_container_is_ready_and_predicts_like_the_model(
     assert attributes["Labels"][DIGEST_LABEL] == fixture_bundle.digest
     assert attributes["Healthcheck"]["Test"][-3:] == ["python", "-m", "ml.serve.healthcheck"]
 
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     container = docker_client.containers.run(
         image,
         detach=True,
@@ -67,7 +67,12 @@ def test_the_container_is_ready_and_predicts_like_the_model(
         read_only=True,
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
-        environment={"LIFTLOCK_HOST": "127.0.0.1", "LIFTLOCK_PORT": str(port)},
+        # the gRPC port too, as the Kubernetes Deployment sets it
+        environment={
+            "LIFTLOCK_HOST": "127.0.0.1",
+            "LIFTLOCK_PORT": str(port),
+            "LIFTLOCK_GRPC_PORT": str(grpc_port),
+        },
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -90,6 +95,7 @@ def test_the_container_is_ready_and_predicts_like_the_model(
         model = joblib.load(fixture_bundle.path / "model.joblib")
         assert answer["predictions"] == model.predict(fixture_bundle.x_test).tolist()
         assert answer["model"] == fixture_bundle.digest
+        assert _grpc_server_ready(f"127.0.0.1:{grpc_port}"), "the image serves V2 gRPC"
         # read-only root, no /tmp volume: the input log is off, said once, serving goes on
         assert "input log disabled" in container.logs().decode()
         # the drift CronJob's command, from the same image, against the served window
@@ -116,3 +122,17 @@ def test_the_container_is_ready_and_predicts_like_the_model(
         assert "Application shutdown complete" in container.logs().decode()
     finally:
         container.remove(force=True)
+
+
+def _grpc_server_ready(address: str) -> bool:
+    import grpc
+
+    from ml.serve.v2 import open_inference_pb2 as pb
+
+    with grpc.insecure_channel(address) as channel:
+        ready = channel.unary_unary(
+            "/inference.GRPCInferenceService/ServerReady",
+            request_serializer=pb.ServerReadyRequest.SerializeToString,
+            response_deserializer=pb.ServerReadyResponse.FromString,
+        )
+        return bool(ready(pb.ServerReadyRequest(), timeout=10).ready)
