@@ -29,6 +29,7 @@ class ResourceChange:
     name: str
     op: str  # one of OPS
     properties: tuple[PropertyChange, ...] = ()
+    file: str = ""  # the manifest file, for render stacks (their diff is of files, not state)
 
 
 @dataclass(frozen=True)
