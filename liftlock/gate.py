@@ -383,8 +383,13 @@ def run_gate(
     preview: bool = True,
     overrides: Mapping[str, str] | None = None,
     now: datetime | None = None,
+    manifests: Path | None = None,
 ) -> GateReport:
-    """Judge `bundle_dir` for `stack`. Raises on bad input (gates.yaml, bundle, stack file)."""
+    """Judge `bundle_dir` for `stack`. Raises on bad input (gates.yaml, bundle, stack file).
+
+    Without the engine's preview, the infrastructure rules judge `manifests` (a folder of
+    rendered YAML; the preview passes its fresh render), else the committed deploy/<stack>/.
+    """
     timings: dict[str, float] = {}
     started = time.perf_counter()
     gates = read_gates(root)
@@ -402,12 +407,16 @@ def run_gate(
         infra_source = "pulumi preview --policy-pack policies"
         timings["preview"] = time.perf_counter() - started
     else:
-        rendered = root / "deploy" / stack
+        rendered = manifests or root / "deploy" / stack
         if rendered.is_dir() and any(rendered.rglob("*.yaml")):
             started = time.perf_counter()
             findings += evaluate_objects(manifest_objects(rendered), gates, stack)
             timings["manifests"] = time.perf_counter() - started
-            infra_source = f"deploy/{stack}/ (manifests of the last `pulumi up`)"
+            infra_source = (
+                f"deploy/{stack}/ (manifests of the last `pulumi up`)"
+                if manifests is None
+                else f"{manifests} (the program's render of the change)"
+            )
         else:
             infra_source = "not judged (--no-preview and no rendered manifests)"
     return GateReport(
