@@ -90,7 +90,8 @@ def test_created_and_deleted_objects_and_list_items():
     removed = next(p for p in base if "poddisruptionbudget" in p)
     del head[removed]
     head["deploy/staging/1-manifest/v1-configmap-extra.yaml"] = (
-        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: liftlock-staging\n"
+        b"apiVersion: v1\nkind: ConfigMap\n"
+        b"metadata:\n  name: extra\n  namespace: liftlock-staging\n"
     )
 
     def add_env(doc):
@@ -116,7 +117,7 @@ def test_a_renamed_file_holding_the_same_object_is_no_change():
 
 
 def test_invalid_yaml_names_the_file():
-    with pytest.raises(ManifestError, match="deploy/prod/x.yaml: not valid YAML"):
+    with pytest.raises(ManifestError, match=r"deploy/prod/x\.yaml: not valid YAML"):
         objects_of({"deploy/prod/x.yaml": b"a: [unclosed\n"})
 
 
