@@ -118,6 +118,8 @@ def render_summary(report: PreviewReport) -> str:
         if stack.status == "error":
             first = stack.errors[0] if stack.errors else "unknown error"
             notes.append(f"**{cell(stack.stack)}**: the preview failed — {cell(first[:300])}")
+        if stack.diff_source.startswith("no "):
+            notes.append(f"**{cell(stack.stack)}**: {cell(stack.diff_source)}.")
         if stack.manifest_problems:
             notes.append(
                 f"**{cell(stack.stack)}**: the committed manifests are not what the program "

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from liftlock.engine.env import STATE_DIRNAME, run_pulumi
-from liftlock.errors import ConfigError, ExternalCommandError
+from liftlock.errors import ConfigError, DomainError, ExternalCommandError
 from liftlock.git import git_output
 from liftlock.preview.affected import affected_stacks, touches_ml
 from liftlock.preview.gates import infra_violations, run_gate
@@ -243,9 +243,13 @@ def preview_render_stack(
         "rendered with no backend state)",
         render_folders=list(folders),
     )
-    render = render_stack(
-        root, render_commit, stack, folders, env, workdir, with_secrets=options.with_secrets
-    )
+    try:
+        render = render_stack(
+            root, render_commit, stack, folders, env, workdir, with_secrets=options.with_secrets
+        )
+    except DomainError as error:  # no throwaway stack, no worktree: say so in the comment
+        preview.status, preview.errors = "error", [str(error)]
+        return preview, None
     preview.duration_s = render.duration_s
     preview.unknown_values = render.unknown_values
     if render.errors:
