@@ -256,7 +256,7 @@ def _manifests_text(stack: StackPreview) -> str:
     if stack.manifests_verdict == "rendered-at-merge":
         return (
             "Manifests: this change leaves the committed tree alone; the deploy workflow renders "
-            f"the {len(stack.manifest_differences)} object change(s) above at merge." + digest
+            f"the {len(stack.manifest_differences)} object change(s) below at merge." + digest
         )
     problems = "; ".join(f"`{cell(p)}`" for p in stack.manifest_problems[:HEAD_ROWS])
     return f"Manifests: **hand edited** — {problems}." + digest
