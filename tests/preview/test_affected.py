@@ -47,3 +47,12 @@ def test_ml_inputs_are_recognised():
 
 def test_promotion_order_first():
     assert order_stacks(["prod", "qa", "dev", "staging"]) == ["dev", "staging", "prod", "qa"]
+
+
+def test_a_change_to_rendered_manifests_affects_that_stack():
+    changed = [
+        "deploy/prod/1-manifest/apps_v1-deployment-liftlock-prod-liftlock-model.yaml",
+        "deploy/argocd/staging/1-manifest/application.yaml",
+    ]
+    result = affected_stacks(changed, STACKS)
+    assert result == {"staging": [changed[1]], "prod": [changed[0]]}
