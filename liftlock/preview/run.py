@@ -103,12 +103,15 @@ def init_stack(root: Path, stack: str, env: Mapping[str, str]) -> None:
 def diff_source(root: Path, stack: str, env: Mapping[str, str], has_state: bool) -> str:
     """What an engine diff is measured against, in the comment's words."""
     url = env.get("PULUMI_BACKEND_URL", "")
-    local = url == (root / STATE_DIRNAME).as_uri()
+    here = url == (root / STATE_DIRNAME).as_uri()
     if not has_state:
-        if local:
-            return "no shared backend: showing the desired state only (every resource a create)"
+        if url.startswith("file://"):  # the embedded default: a backend of this machine only
+            return (
+                "no shared backend: showing the desired state only (every resource a create; "
+                f"the local backend {url} has no state for `{stack}`)"
+            )
         return f"no state for `{stack}` in {url}: showing the desired state only"
-    where = "this checkout's local backend" if local else url
+    where = "this checkout's local backend" if here else url
     return f"the state of `{stack}` in {where}"
 
 
