@@ -1,14 +1,15 @@
-"""Benchmark: `liftlock preview` of a change that affects all three stacks, against the slowest
-single-stack preview of the same change (and against the stacks one after another).
+"""Benchmark: `liftlock preview` of three stacks on a fresh clone with no backend state, against
+the slowest single stack's engine preview (`pulumi preview` of one stack) in the same clone.
 
-    .venv/bin/python benchmarks/preview.py [--runs 3]
+    .venv/bin/python benchmarks/preview.py [--runs 1]
 
-Works on a throwaway clone of the checkout's HEAD with its own file:// backend: staging and prod
-pinned to the bundle, all three stacks deployed (dev builds its image on the local Docker engine,
-under its own repository and port), then a comment-only change to infra/ (affects every stack,
-touches no model input, so the numbers are the engine's). Gates are left out (`--no-gates`).
-The ratio "3 stacks / slowest single stack" is 1.0 for perfect overlap and 3.0 for none; with 2
-cores the preview runs at most 2 stacks at once. Results: benchmarks/results/preview.json.
+The clone is `git clone` of the checkout's HEAD with its own empty file:// backend, the venv and
+the engine linked in and the DVC outputs checked out from the checkout's cache. The change is a
+comment in infra/__main__.py: it affects every stack and no model input, so the figures are the
+infrastructure side's (gates left out). The preview renders staging and prod (two throwaway
+worktrees and backends, `pulumi up` each) and previews dev with the engine, at most 2 at once;
+the baseline is `pulumi preview --stack <s>` of each stack on a fresh backend, the slowest
+taken. Results: benchmarks/results/preview.json.
 """
 
 from __future__ import annotations
@@ -17,89 +18,135 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tests.preview.project_clone import ProjectClone
+from liftlock.engine.env import TOOLS_BIN, engine_environment
+from liftlock.engine.preview import run_preview
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "preview.json"
 STACKS = ("dev", "staging", "prod")
+VENV_BIN = Path(sys.executable).parent
 
 
-def prepare(workdir: Path) -> tuple[ProjectClone, str]:
-    clone = ProjectClone.make(REPO_ROOT, workdir)
-    print("[bench] clone ready; dvc repro --pull ...", flush=True)
-    clone.dvc("repro", "--pull", timeout=1800)
-    digest = clone.bundle_digest()
-    for stack in ("staging", "prod"):
-        clone.pin(stack, digest)
-    clone.isolate_docker_stack("dev", "liftlock-model-bench")
-    clone.commit_all("bench: pins")
-    for stack in STACKS:
-        print(f"[bench] pulumi up {stack} ...", flush=True)
-        clone.pulumi("stack", "init", stack)
-        clone.pulumi("up", "--yes", "--stack", stack, timeout=1800)
-    base = clone.commit_all("bench: base")
-    main = clone.root / "infra" / "__main__.py"
-    with main.open("a", encoding="utf-8") as handle:
+def step(line: str) -> None:
+    print(f"[bench] {line}", flush=True)
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"`{' '.join(command)}` failed:\n{(done.stderr or done.stdout)[-3000:]}")
+    return done.stdout
+
+
+def fresh_clone(workdir: Path) -> tuple[Path, str]:
+    """A clone of HEAD with its outputs, and the base commit of a change every stack sees."""
+    clone = workdir / "clone"
+    run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)], workdir)
+    for key, value in (("user.name", "liftlock-bench"), ("user.email", "bench@liftlock")):
+        run(["git", "config", key, value], clone)
+    (clone / ".venv").symlink_to(REPO_ROOT / ".venv")
+    (clone / ".tools").mkdir()
+    (clone / TOOLS_BIN).symlink_to(REPO_ROOT / TOOLS_BIN)
+    with (clone / ".git" / "info" / "exclude").open("a", encoding="utf-8") as handle:
+        handle.write("/.venv\n/.tools\n")
+    dvc = str(VENV_BIN / "dvc")
+    cache = run([dvc, "cache", "dir"], REPO_ROOT).strip()
+    run([dvc, "cache", "dir", "--local", cache], clone)
+    run([dvc, "checkout", "--quiet"], clone)
+    base = run(["git", "rev-parse", "HEAD"], clone).strip()
+    with (clone / "infra" / "__main__.py").open("a", encoding="utf-8") as handle:
         handle.write("\n# benchmark: a change every stack is built from\n")
-    clone.commit_all("bench: head")
+    run(["git", "commit", "--quiet", "-am", "bench: head"], clone)
     return clone, base
 
 
-def timed_preview(clone: ProjectClone, base: str, *args: str) -> float:
-    """Seconds for one preview; a stack whose preview failed stops the benchmark."""
+def environment(clone: Path, backend: Path) -> dict[str, str]:
+    backend.mkdir(parents=True, exist_ok=True)
+    env = engine_environment(clone, os.environ, backend_dir=backend)
+    env["PYTHONPATH"] = str(clone)
+    return env
+
+
+def engine_preview(clone: Path, stack: str, backend: Path) -> float:
+    """Seconds for `pulumi preview --stack <stack>` on a fresh backend (stack init not counted)."""
+    env = environment(clone, backend)
+    project = backend.parent / f"project-{stack}"  # stack init would rewrite the stack file
+    project.mkdir()
+    (project / "Pulumi.yaml").write_bytes((clone / "Pulumi.yaml").read_bytes())
+    run(
+        [str(clone / TOOLS_BIN / "pulumi"), "stack", "init", stack, "--non-interactive"],
+        project,
+        env,
+    )
+    config = backend.parent / f"Pulumi.{stack}.yaml"
+    config.write_bytes((clone / "stacks" / f"Pulumi.{stack}.yaml").read_bytes())
+    result = run_preview(clone, stack, env, config_file=config)
+    if result.returncode != 0:
+        raise SystemExit(f"pulumi preview --stack {stack} failed: {result.output_tail}")
+    return result.duration_s
+
+
+def liftlock_preview(clone: Path, base: str, backend: Path) -> tuple[float, dict]:
+    env = environment(clone, backend)
+    env["LIFTLOCK_ROOT"] = str(clone)
     started = time.perf_counter()
-    out = clone.liftlock("preview", "--base", base, "--no-gates", "--format", "json", *args)
+    out = run(
+        [sys.executable, "-m", "liftlock.cli", "preview", "--base", base, "--no-gates",
+         "--format", "json"],
+        clone,
+        env,
+    )  # fmt: skip
     elapsed = time.perf_counter() - started
     report = json.loads(out)
     failed = {s["stack"]: s["errors"] for s in report["stacks"] if s["status"] == "error"}
     if failed:
-        raise SystemExit(f"preview {' '.join(args)} failed: {failed}")
-    if not any(s["status"] == "ok" for s in report["stacks"]):
-        raise SystemExit(f"preview {' '.join(args)} previewed no stack: {report['affected']}")
-    return elapsed
+        raise SystemExit(f"liftlock preview failed: {failed}")
+    return elapsed, report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--runs", type=int, default=1, help="runs per measurement (median)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="liftlock-bench-preview-") as scratch:
-        clone, base = prepare(Path(scratch))
-        try:
-            timed_preview(clone, base, "--stack", "staging")  # warm caches (plugins, bytecode)
-            single = {
-                stack: statistics.median(
-                    timed_preview(clone, base, "--stack", stack) for _ in range(args.runs)
-                )
-                for stack in STACKS
-            }
-            together = statistics.median(timed_preview(clone, base) for _ in range(args.runs))
-            one_by_one = statistics.median(
-                timed_preview(clone, base, "--jobs", "1") for _ in range(args.runs)
-            )
-        finally:
-            clone.pulumi("destroy", "--yes", "--stack", "dev", check=False, timeout=900)
+        workdir = Path(scratch)
+        step("fresh clone, DVC outputs from the checkout's cache ...")
+        clone, base = fresh_clone(workdir)
+        single: dict[str, float] = {}
+        for stack in STACKS:
+            times = []
+            for index in range(args.runs):
+                step(f"pulumi preview --stack {stack} (fresh backend) ...")
+                times.append(engine_preview(clone, stack, workdir / f"b-{stack}-{index}" / "state"))
+            single[stack] = statistics.median(times)
+            step(f"  {stack}: {single[stack]:.1f} s")
+        together, report = [], {}
+        for index in range(args.runs):
+            step("liftlock preview, three stacks (fresh backend) ...")
+            seconds, report = liftlock_preview(clone, base, workdir / f"p-{index}" / "state")
+            together.append(seconds)
+        three = statistics.median(together)
     slowest = max(single.values())
+    per_stack = {s["stack"]: round(s["duration_s"], 2) for s in report.get("stacks", [])}
     result = {
         "runs": args.runs,
         "cores": os.cpu_count(),
-        "single_stack_s": {k: round(v, 2) for k, v in single.items()},
-        "three_stacks_s": round(together, 2),
-        "three_stacks_jobs1_s": round(one_by_one, 2),
-        "ratio_three_vs_slowest_single": round(together / slowest, 2),
-        "ratio_three_vs_sequential": round(together / one_by_one, 2),
+        "engine_preview_single_stack_s": {k: round(v, 2) for k, v in single.items()},
+        "liftlock_preview_three_stacks_s": round(three, 2),
+        "liftlock_preview_per_stack_s": per_stack,
+        "ratio_three_vs_slowest_single": round(three / slowest, 2),
+        "changes": {s["stack"]: s["counts"] for s in report.get("stacks", [])},
     }
     for stack, seconds in single.items():
-        print(f"preview --stack {stack:8s} {seconds:6.1f} s")
-    print(f"preview, 3 stacks (2 at once) {together:6.1f} s")
-    print(f"preview, 3 stacks (--jobs 1)  {one_by_one:6.1f} s")
-    print(f"ratio 3 stacks / slowest single stack: {together / slowest:.2f}")
-    print(f"ratio 3 stacks / one after another:    {together / one_by_one:.2f}")
+        print(f"pulumi preview --stack {stack:8s} {seconds:6.1f} s")
+    print(f"liftlock preview, 3 stacks    {three:6.1f} s  (per stack: {per_stack})")
+    print(f"ratio 3 stacks / slowest single engine preview: {three / slowest:.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("w", encoding="utf-8") as handle:
         json.dump(result, handle, indent=2)

@@ -22,7 +22,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from liftlock.errors import ExternalCommandError, LiftlockError
+from liftlock.errors import ExternalCommandError, GateFailed, LiftlockError
 from liftlock.git import detached_worktree
 from liftlock.stackfile import restored, stack_file_copy, stack_path
 
@@ -90,11 +89,6 @@ class Demo:
             raise ExternalCommandError(f"`{shown}` exited {completed.returncode}:\n{tail}")
         return completed.stdout
 
-    def liftlock(
-        self, *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None
-    ) -> str:
-        return self.run([sys.executable, "-m", "liftlock.cli", *args], cwd=cwd, env=env)
-
     def pulumi(self, *args: str, config_file: Path | None = None) -> str:
         pulumi = shutil.which("pulumi", path=self.env.get("PATH"))
         if pulumi is None:
@@ -132,17 +126,20 @@ class Demo:
             f"roc_auc {metrics.get('roc_auc')}"
         )
 
-    def promote(self, source: str, target: str) -> str:
-        out = self.liftlock("promote", source, target)
-        record = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in out.splitlines()
-                if line.startswith("record:")
-            ),
-            "",
-        )
-        return f"stacks/Pulumi.{target}.yaml pinned; record {record or '(none)'}"
+    def promote(self, source: str, target: str, root: Path | None = None) -> str:
+        """`liftlock promote <source> <target>` in `root` (default the checkout), in-process."""
+        from liftlock.commands.gate import blocking_rules
+        from liftlock.promote import promote
+
+        where = root or self.root
+        result = promote(where, source, target)
+        if not result.report.passed:
+            raise GateFailed(
+                f"promotion {source} -> {target} refused: mandatory rule(s) failed: "
+                f"{blocking_rules(result.report)}"
+            )
+        record = result.record.relative_to(where).as_posix() if result.record else "(none)"
+        return f"stacks/Pulumi.{target}.yaml pinned; record {record}"
 
     def up(self, stack: str) -> str:
         existing = json.loads(self.pulumi("stack", "ls", "--json") or "[]")
@@ -244,37 +241,36 @@ class Demo:
         self.run([*git, "add", "--all", "--", *present], cwd=tree)
         self.run([*git, "commit", "--quiet", "--allow-empty", "-m", "demo: base"], cwd=tree)
         base = self.run(["git", "rev-parse", "HEAD"], cwd=tree).strip()
-        self.liftlock("promote", "staging", "prod", cwd=tree, env=env)
+        self.promote("staging", "prod", root=tree)
         present = [p for p in CHANGED_PATHS if (tree / p).exists()]
         self.run([*git, "add", "--all", "--", *present], cwd=tree)
         self.run([*git, "commit", "--quiet", "-m", "demo: promote staging -> prod"], cwd=tree)
+        from liftlock.preview.markdown import changes_phrase, render_markdown
+        from liftlock.preview.run import PreviewOptions, build_preview, cpu_bound_jobs
+
+        report = build_preview(tree, PreviewOptions(base=base, jobs=cpu_bound_jobs()), env)
         markdown = self.outputs_dir / "preview.md"
+        markdown.write_text(render_markdown(report), encoding="utf-8")
         as_json = self.outputs_dir / "preview.json"
-        self.liftlock(
-            "preview",
-            "--base",
-            base,
-            "--out",
-            str(markdown),
-            "--json-out",
-            str(as_json),
-            cwd=tree,
-            env=env,
-        )
-        report = read_json(as_json)
-        rows = [
-            f"{s['stack']}: {phrase(s)} (policy {s['policy_verdict']}, gate "
-            f"{report['gates'].get(s['stack'], {}).get('verdict', '—')})"
-            for s in report["stacks"]
-            if s["status"] != "not-affected"
-        ]
+        as_json.write_text(json.dumps(report.to_dict(), indent=2, default=str), encoding="utf-8")
+        rows = []
+        for stack in report.stacks:
+            if stack.status == "not-affected":
+                continue
+            gate = report.gates.get(stack.stack)
+            fields = sorted({p.path for r in stack.resources for p in r.properties})
+            rows.append(
+                f"{stack.stack}: {changes_phrase(stack)}"
+                + (
+                    f" [{', '.join(fields[:6])}{', …' if len(fields) > 6 else ''}]"
+                    if fields
+                    else ""
+                )
+                + f" (policy {stack.policy_verdict}, gate {gate.verdict if gate else '—'}"
+                + (f", manifests {stack.manifests_verdict}" if stack.manifests_verdict else "")
+                + ")"
+            )
         return "; ".join(rows) + f"; comment in {markdown}"
-
-
-def phrase(stack: Mapping[str, Any]) -> str:
-    counts = stack.get("counts", {})
-    parts = [f"{n} {op}" for op, n in counts.items() if n]
-    return ", ".join(parts) if parts else "no change"
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -9,7 +9,6 @@ the verdicts from the engine's event log. It judges nothing itself.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from typing import Any
 import yaml
 
 from liftlock.engine.env import engine_environment, pulumi_executable, run_pulumi
+from liftlock.engine.preview import parse_event_lines, passed_policies, policy_events, run_preview
 from liftlock.errors import BundleError, ConfigError, ExternalCommandError, ToolMissingError
 from liftlock.records import latest_record
 from liftlock.stackfile import stack_file_copy, stack_names, stack_path
@@ -148,31 +148,32 @@ def _lock_out(root: Path, bundle_dir: Path) -> dict[str, Any] | None:
     return None
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _mismatched_files(root: Path, bundle_dir: Path, out: Mapping[str, Any]) -> list[str]:
-    """Files of `bundle_dir` whose md5 differs from the listing dvc.lock points to (DVC cache)."""
-    dir_hash = str(out.get("md5", ""))
-    if not dir_hash.endswith(".dir"):
-        return []
-    listing_path = root / ".dvc" / "cache" / "files" / "md5" / dir_hash[:2] / dir_hash[2:]
-    listing = _read_json(listing_path) if listing_path.is_file() else None
-    if not isinstance(listing, list):
-        return []  # no local cache: `dvc status` still tells whether the folder changed
-    expected = {entry["relpath"]: entry["md5"] for entry in listing}
-    actual = {p.relative_to(bundle_dir).as_posix(): p for p in bundle_dir.rglob("*") if p.is_file()}
-    problems = [f"{name} (missing)" for name in sorted(set(expected) - set(actual))]
-    problems += [f"{name} (not in dvc.lock)" for name in sorted(set(actual) - set(expected))]
-    problems += [
-        name for name in sorted(set(expected) & set(actual)) if _md5(actual[name]) != expected[name]
-    ]
-    return problems
+def _mismatched_files(root: Path, bundle_dir: Path) -> list[str]:
+    """Files of `bundle_dir` that differ from what dvc.lock records, as DVC itself reports them
+    (`dvc data status --granular`; with no local cache DVC knows no file list, and `dvc status`
+    still says whether the folder changed)."""
+    relative = _display(root, bundle_dir).rstrip("/") + "/"
+    try:
+        result = subprocess.run(
+            [_dvc_executable(), "data", "status", "--granular", "--json"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        status = json.loads(result.stdout or "{}") if result.returncode == 0 else {}
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+        return []  # `dvc status` (collect_lineage) reports the failure
+    uncommitted = status.get("uncommitted") or {}
+    wording = {"deleted": " (missing)", "added": " (not in dvc.lock)", "modified": ""}
+    problems = []
+    for change, suffix in wording.items():
+        for path in uncommitted.get(change) or []:
+            name = str(path).removeprefix(relative)
+            if str(path).startswith(relative) and name:
+                problems.append(f"{name}{suffix}")
+    return sorted(problems)
 
 
 def dvc_status(root: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -204,7 +205,7 @@ def collect_lineage(root: Path, bundle_dir: Path) -> dict[str, Any]:
     return {
         "lock_found": lock_found,
         "bundle_in_lock": out is not None,
-        "mismatched": _mismatched_files(root, bundle_dir, out) if out else [],
+        "mismatched": _mismatched_files(root, bundle_dir) if out else [],
         "stale": stale,
         "status_error": error,
     }
@@ -271,44 +272,30 @@ def findings_from_events(
     known = rules_by_name()
     findings: list[Finding] = []
     failed: set[str] = set()
-    passed: dict[str, int] = {}
-    for event in events:
-        if "policyEvent" in event:
-            policy = event["policyEvent"]
-            name = policy.get("policyName", "")
-            rule = known.get(name)
-            problem_line = next(
-                (
-                    m
-                    for line in str(policy.get("message", "")).splitlines()
-                    if (m := _MESSAGE.match(line))
-                ),
-                None,
+    for policy in policy_events(events):
+        rule = known.get(policy.policy)
+        problem_line = next(
+            (m for line in policy.message.splitlines() if (m := _MESSAGE.match(line))), None
+        )
+        subject = _urn_name(policy.urn)
+        problem = policy.message
+        if problem_line:
+            subject = f"{subject} ({problem_line['subject']})"
+            problem = problem_line["problem"]
+        level = Level.MANDATORY if policy.enforcement == "mandatory" else Level.ADVISORY
+        failed.add(policy.policy)
+        findings.append(
+            Finding(
+                rule=policy.policy,
+                domain=rule.domain if rule else "pack",
+                subject=subject,
+                level=level,
+                verdict=verdict_for(level, failed=True),
+                message=problem,
+                fix=rule.fix if rule else "",
             )
-            subject = _urn_name(policy.get("resourceUrn", ""))
-            problem = str(policy.get("message", "")).strip()
-            if problem_line:
-                subject = f"{subject} ({problem_line['subject']})"
-                problem = problem_line["problem"]
-            level = (
-                Level.MANDATORY if policy.get("enforcementLevel") == "mandatory" else Level.ADVISORY
-            )
-            failed.add(name)
-            findings.append(
-                Finding(
-                    rule=name,
-                    domain=rule.domain if rule else "pack",
-                    subject=subject,
-                    level=level,
-                    verdict=verdict_for(level, failed=True),
-                    message=problem,
-                    fix=rule.fix if rule else "",
-                )
-            )
-        for key in ("policyAnalyzeSummaryEvent", "policyAnalyzeStackSummaryEvent"):
-            for name in (event.get(key) or {}).get("passed") or []:
-                passed[name] = passed.get(name, 0) + 1
-    for name, count in sorted(passed.items()):
+        )
+    for name, count in sorted(passed_policies(events).items()):
         if name in failed or name not in known:
             continue
         what = "stack" if known[name].scope == "stack" else f"{count} resource(s)"
@@ -319,18 +306,8 @@ def findings_from_events(
 
 
 def parse_events(text: str) -> list[dict[str, Any]]:
-    """Engine events, one JSON object per line (what a streaming JSON preview prints)."""
-    events = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line when the engine stops early
-            if isinstance(event, dict):
-                events.append(event)
-    return events
+    """Engine events of a streaming JSON preview's stdout (the engine module parses them)."""
+    return parse_event_lines(text.splitlines())
 
 
 def policy_preview(
@@ -347,25 +324,20 @@ def policy_preview(
         environment,
         hint="run `make toolchain`, or `liftlock gate --no-preview` for the rules alone",
     )
-    # A streaming JSON preview prints every engine event, policy verdicts included (the plain
-    # --json digest drops them).
-    environment["PULUMI_ENABLE_STREAMING_JSON_PREVIEW"] = "true"
     stack_file(root, stack)  # a missing stack file: ConfigError naming the stacks there are
     with stack_file_copy(root, stack, overrides) as config_file:
-        args = [
-            "preview", "--stack", stack, "--policy-pack", str(root / PACK_DIR),
-            "--config-file", str(config_file), "--json", "--color", "never",
-        ]  # fmt: skip
-        result = run_pulumi(args, cwd=root, env=environment)
-        if result.returncode != 0 and "no stack named" in result.stderr + result.stdout:
+        pack = root / PACK_DIR
+        result = run_preview(root, stack, environment, policy_pack=pack, config_file=config_file)
+        if result.returncode != 0 and "no stack named" in result.output_tail:
             create_stack(root, stack, environment, config_file.parent)
-            result = run_pulumi(args, cwd=root, env=environment)
-    findings = findings_from_events(parse_events(result.stdout), gates, stack)
+            result = run_preview(
+                root, stack, environment, policy_pack=pack, config_file=config_file
+            )
+    findings = findings_from_events(result.events, gates, stack)
     if result.returncode != 0 and not blocking(findings):
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise ExternalCommandError(
             f"`pulumi preview --stack {stack} --policy-pack policies` failed (exit "
-            f"{result.returncode}):\n{tail}",
+            f"{result.returncode}):\n{result.output_tail}",
             hint=f"fix the program or stacks/Pulumi.{stack}.yaml; or `liftlock gate {stack} "
             "--no-preview` for the rules alone",
         )
@@ -411,8 +383,13 @@ def run_gate(
     preview: bool = True,
     overrides: Mapping[str, str] | None = None,
     now: datetime | None = None,
+    manifests: Path | None = None,
 ) -> GateReport:
-    """Judge `bundle_dir` for `stack`. Raises on bad input (gates.yaml, bundle, stack file)."""
+    """Judge `bundle_dir` for `stack`. Raises on bad input (gates.yaml, bundle, stack file).
+
+    Without the engine's preview, the infrastructure rules judge `manifests` (a folder of
+    rendered YAML; the preview passes its fresh render), else the committed deploy/<stack>/.
+    """
     timings: dict[str, float] = {}
     started = time.perf_counter()
     gates = read_gates(root)
@@ -430,12 +407,16 @@ def run_gate(
         infra_source = "pulumi preview --policy-pack policies"
         timings["preview"] = time.perf_counter() - started
     else:
-        rendered = root / "deploy" / stack
+        rendered = manifests or root / "deploy" / stack
         if rendered.is_dir() and any(rendered.rglob("*.yaml")):
             started = time.perf_counter()
             findings += evaluate_objects(manifest_objects(rendered), gates, stack)
             timings["manifests"] = time.perf_counter() - started
-            infra_source = f"deploy/{stack}/ (manifests of the last `pulumi up`)"
+            infra_source = (
+                f"deploy/{stack}/ (manifests of the last `pulumi up`)"
+                if manifests is None
+                else f"{manifests} (the program's render of the change)"
+            )
         else:
             infra_source = "not judged (--no-preview and no rendered manifests)"
     return GateReport(

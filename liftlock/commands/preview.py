@@ -30,6 +30,14 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--json-out", help="Also write the JSON form here (one run, both files)."),
         ] = None,
+        html_out: Annotated[
+            Path | None,
+            typer.Option(
+                "--html-out",
+                help="Also write an HTML report of the model side (metrics, DVC's plots of base "
+                "and head drawn to SVG), e.g. for a CI artifact.",
+            ),
+        ] = None,
         list_affected: Annotated[
             bool,
             typer.Option(
@@ -72,7 +80,8 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--fail-on-policy",
-                help="Exit 1 when a mandatory policy or gate fails (the comment is written first).",
+                help="Exit 1 when a mandatory policy or gate fails, or a render stack's committed "
+                "manifests are hand edited (the comment is written first).",
             ),
         ] = False,
     ) -> None:
@@ -116,9 +125,34 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"preview written to {out} ({len(text)} characters)", err=True)
         else:
             typer.echo(text, nl=False)
+        if html_out is not None:
+            from liftlock.preview.charts import html_report
+
+            html_out.parent.mkdir(parents=True, exist_ok=True)
+            ml = report.ml
+            page = html_report(
+                f"liftlock preview: {base} ({report.base_commit[:12]}) → {report.head_commit[:12]}",
+                ml.metrics if ml else [],
+                ml.plots if ml else {},
+                [f"Base: {ml.base_source}. Head: {ml.head_source}."]
+                if ml
+                else ["No model input changed: nothing to plot."],
+            )
+            html_out.write_text(page, encoding="utf-8")
+            typer.echo(f"HTML report written to {html_out}", err=True)
         failed = [s.stack for s in report.stacks if s.policy_verdict == "fail"] + [
             g.stack for g in report.gates.values() if g.verdict == "fail"
         ]
-        if fail_on_policy and failed:
-            typer.secho(f"mandatory policy failed for: {', '.join(sorted(set(failed)))}", err=True)
+        edited = [s for s in report.stacks if s.manifest_problems]
+        for stack in edited:
+            typer.secho(
+                f"{stack.stack}: committed manifests differ from the render: "
+                + "; ".join(stack.manifest_problems),
+                err=True,
+            )
+        if fail_on_policy and (failed or edited):
+            if failed:
+                typer.secho(
+                    f"mandatory policy failed for: {', '.join(sorted(set(failed)))}", err=True
+                )
             raise typer.Exit(1)

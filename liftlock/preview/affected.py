@@ -2,7 +2,9 @@
 
 A change to what every stack is built from (the pipeline, the model code, the Pulumi program,
 the policy pack, the stack schema) affects every stack; a change to `stacks/Pulumi.<stack>.yaml`
-affects that stack only; anything else (docs, tests, workflows) affects none.
+affects that stack only, and so does a change to its rendered manifests (`deploy/<stack>/`,
+`deploy/argocd/<stack>/`: their check is that they are still what the program renders);
+anything else (docs, tests, workflows) affects none.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ ALL_STACK_INPUTS = (
 ML_INPUTS = ("params.yaml", "dvc.yaml", "dvc.lock", "ml/", "data/")
 
 _STACK_FILE = re.compile(r"^stacks/Pulumi\.(?P<stack>[A-Za-z0-9_.-]+)\.yaml$")
+_RENDERED_FILE = re.compile(r"^deploy/(?:argocd/)?(?P<stack>[A-Za-z0-9_.-]+)/")
 
 
 def _matches(path: str, patterns: Iterable[str]) -> bool:
@@ -33,8 +36,8 @@ def _matches(path: str, patterns: Iterable[str]) -> bool:
 
 
 def stack_of_config_file(path: str) -> str | None:
-    """`stacks/Pulumi.staging.yaml` -> `staging`; any other path -> None."""
-    match = _STACK_FILE.match(path)
+    """`stacks/Pulumi.staging.yaml` or `deploy/staging/…` -> `staging`; other paths -> None."""
+    match = _STACK_FILE.match(path) or _RENDERED_FILE.match(path)
     return match["stack"] if match else None
 
 

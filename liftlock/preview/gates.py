@@ -1,98 +1,63 @@
-"""Gate verdicts per stack: `liftlock gate <stack> --json`, reduced to what the comment shows."""
+"""Gate verdicts per stack: `liftlock.gate.run_gate` called in-process, reduced to the comment's
+words. The gate runs without its own engine preview: the preview has just run the engine (or
+rendered the program) for the stack, and hands a render stack's fresh manifests to the gate."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from collections.abc import Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from liftlock.preview.report import GateVerdict
+from liftlock.errors import DomainError
+from liftlock.preview.report import GateVerdict, PolicyViolation
+
+if TYPE_CHECKING:  # liftlock.gate loads the policies: imported when a gate runs
+    from policies.evaluate import Finding
 
 #: Finding verdicts as the comment words them.
 _FINDING_VERDICTS = {"fail": "fail", "warn": "advisory", "advisory": "advisory"}
 
 
-def parse_gate_output(stack: str, data: Any, exit_code: int) -> GateVerdict:
-    """A verdict from the gate's JSON and exit code (1 = a mandatory rule failed)."""
-    findings: list[Any] = []
-    if isinstance(data, Mapping):
-        findings = data.get("findings") or []
-    elif isinstance(data, list):
-        findings = data
-    failed = [f for f in findings if isinstance(f, Mapping) and f.get("verdict") == "fail"]
-    warned = [
-        f
-        for f in findings
-        if isinstance(f, Mapping) and _FINDING_VERDICTS.get(str(f.get("verdict"))) == "advisory"
-    ]
-    if exit_code == 1 or failed:
-        verdict = "fail"
-    elif exit_code != 0:
-        verdict = "error"
-    elif warned:
-        verdict = "advisory"
-    else:
-        verdict = "pass"
-    names = tuple(dict.fromkeys(str(f.get("rule", "?")) for f in (failed or warned)))
-    message = ""
-    if failed or warned:
-        first = (failed or warned)[0]
-        message = f"{first.get('rule', '?')}: {first.get('message', '')}".strip()
-    elif isinstance(data, Mapping) and data.get("message"):
-        message = str(data["message"])
+def verdict_of(stack: str, findings: Iterable[Finding]) -> GateVerdict:
+    """pass / advisory / fail, the failing (else warning) rules, and the first one's message."""
+    found = list(findings)
+    failed = [f for f in found if f.verdict.value == "fail"]
+    warned = [f for f in found if _FINDING_VERDICTS.get(f.verdict.value) == "advisory"]
+    verdict = "fail" if failed else "advisory" if warned else "pass"
+    shown = failed or warned
+    names = tuple(dict.fromkeys(f.rule for f in shown))
+    message = f"{shown[0].rule}: {shown[0].message}".strip() if shown else ""
     return GateVerdict(stack=stack, verdict=verdict, failed_rules=names, message=message)
 
 
-def gate_command(stack: str, *, bundle: Path | None, engine_preview: bool) -> list[str]:
-    command = [sys.executable, "-m", "liftlock.cli", "gate", stack, "--json"]
-    if bundle is not None:
-        command += ["--bundle", str(bundle)]
-    if not engine_preview:
-        command.append("--no-preview")
-    return command
+def infra_violations(findings: Iterable[Finding], source: str) -> list[PolicyViolation]:
+    """The infrastructure findings that did not pass, as the policy-pack column shows them."""
+    return [
+        PolicyViolation(
+            policy=f.rule,
+            pack=source,
+            enforcement="mandatory" if f.verdict.value == "fail" else "advisory",
+            message=f"{f.message} (fix: {f.fix})" if f.fix else f.message,
+            urn=f.subject,
+        )
+        for f in findings
+        if f.domain != "ml" and f.verdict.value in ("fail", "warn")
+    ]
 
 
 def run_gate(
     stack: str,
     root: Path,
-    env: Mapping[str, str],
     *,
     bundle: Path | None = None,
-    engine_preview: bool = False,
-    timeout_s: float = 900,
-) -> GateVerdict:
-    """Run `liftlock gate <stack> --json` in the checkout (its own process, as CI would).
+    manifests: Path | None = None,
+) -> tuple[GateVerdict, list[Finding]]:
+    """The gate's verdict on `bundle` (default bundle/) for `stack`, and its findings; a
+    domain error (a broken bundle, gates.yaml, stack file) is the verdict "error"."""
+    from liftlock.gate import run_gate as judge
 
-    By default with `--no-preview`: the preview has just run the same policy pack through the
-    engine (the "policy pack" column), so the gate adds the ML rules and the rules on rendered
-    manifests without a second engine run per stack.
-    """
-    command = gate_command(stack, bundle=bundle, engine_preview=engine_preview)
     try:
-        completed = subprocess.run(
-            command,
-            cwd=root,
-            env=dict(env),
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return GateVerdict(stack, "error", message=f"liftlock gate {stack} timed out")
-    try:
-        data = json.loads(completed.stdout) if completed.stdout.strip() else None
-    except json.JSONDecodeError:
-        data = None
-    if data is None:
-        tail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
-        return GateVerdict(
-            stack,
-            "error",
-            message=f"liftlock gate {stack} --json exited {completed.returncode}: "
-            + " ".join(tail),
-        )
-    return parse_gate_output(stack, data, completed.returncode)
+        report = judge(root, stack, bundle or root / "bundle", preview=False, manifests=manifests)
+    except DomainError as error:
+        return GateVerdict(stack, "error", message=str(error)), []
+    return verdict_of(stack, report.findings), list(report.findings)

@@ -1,30 +1,30 @@
-"""Infrastructure previews: the real engine's `pulumi preview`, summarised per resource.
+"""Engine previews (docker and cluster targets), summarised per resource.
 
-`pulumi preview --json` prints a digest whose `steps[]` carry the operation, old and new state,
-`diffReasons` and `detailedDiff`, but it drops policy events. With
-`PULUMI_ENABLE_STREAMING_JSON_PREVIEW=true` the same command streams every engine event instead
-(one JSON object per line): `resourcePreEvent`s carry the same step facts and `policyEvent`s the
-violations, so one run gives both. `steps_from_events` turns the stream back into digest steps.
+`liftlock.engine.preview` runs `pulumi preview` and parses its event stream; this module turns
+its steps (or a recorded `--json` digest's) into the report's per-resource changes with field
+paths and old/new values, and its policy events into the report's violations.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from liftlock.engine.env import pulumi_executable
+from liftlock.engine.preview import (
+    SECRET_SIGNATURE,
+    UNKNOWN_VALUE,
+    parse_event_lines,
+    policy_events,
+    policy_pack_loaded,
+    run_preview,
+    steps_from_events,
+)
+from liftlock.engine.preview import error_diagnostics as engine_errors
 from liftlock.preview.report import PolicyViolation, PropertyChange, ResourceChange, StackPreview
-
-#: The engine's placeholder for a value known only after `pulumi up`.
-UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-#: Key marking a secret value in serialised state.
-SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"
 
 #: Engine step operation -> what the summary calls it (None: no change to show).
 STEP_OPS: dict[str, str | None] = {
@@ -45,8 +45,6 @@ STEP_OPS: dict[str, str | None] = {
     "discard": "delete",
 }
 _OP_RANK = {"create": 1, "update": 2, "delete": 3, "replace": 4}
-#: Pulumi's enforcement levels as liftlock words them.
-ENFORCEMENT_NAMES = {"warning": "advisory", "advisory": "advisory", "mandatory": "mandatory"}
 
 _PATH_TOKEN = re.compile(r'\.?([^.\[\]"]+)|\[(\d+)\]|\["((?:[^"\\]|\\.)*)"\]')
 
@@ -169,22 +167,6 @@ def summarise_steps(steps: Iterable[Mapping[str, Any]]) -> tuple[list[ResourceCh
     return ordered, len(unchanged)
 
 
-def parse_event_lines(lines: Iterable[str]) -> list[dict[str, Any]]:
-    """Engine events, one JSON object per line (other lines, e.g. a torn last one, ignored)."""
-    events = []
-    for line in lines:
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
-
-
 def read_event_log(path: Path) -> list[dict[str, Any]]:
     """Events recorded to a file (the streamed `--json` output of a preview)."""
     if not path.is_file():
@@ -193,58 +175,16 @@ def read_event_log(path: Path) -> list[dict[str, Any]]:
         return parse_event_lines(handle)
 
 
-def _state(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if not meta:
-        return None
-    return {"type": meta.get("type"), "inputs": meta.get("inputs"), "outputs": meta.get("outputs")}
-
-
-def steps_from_events(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Digest-shaped steps (`op`, `urn`, `oldState`, `newState`, `diffReasons`,
-    `replaceReasons`, `detailedDiff`) from the streamed `resourcePreEvent`s."""
-    steps = []
-    for event in events:
-        pre = event.get("resourcePreEvent")
-        if not pre:
-            continue
-        meta = pre.get("metadata") or {}
-        steps.append(
-            {
-                "op": meta.get("op"),
-                "urn": meta.get("urn"),
-                "provider": meta.get("provider"),
-                "oldState": _state(meta.get("old")),
-                "newState": _state(meta.get("new")),
-                "diffReasons": meta.get("diffs") or [],
-                "replaceReasons": meta.get("keys") or [],
-                "detailedDiff": meta.get("detailedDiff"),
-            }
-        )
-    return steps
-
-
 def policy_results(events: Iterable[Mapping[str, Any]]) -> tuple[list[PolicyViolation], bool]:
     """Violations from the event log, and whether a policy pack was loaded at all."""
-    violations = []
-    loaded = False
-    for event in events:
-        if "policyLoadEvent" in event or "policyAnalyzeSummaryEvent" in event:
-            loaded = True
-        policy = event.get("policyEvent")
-        if not policy:
-            continue
-        loaded = True
-        level = str(policy.get("enforcementLevel", "advisory"))
-        violations.append(
-            PolicyViolation(
-                policy=str(policy.get("policyName", "")),
-                pack=str(policy.get("policyPackName", "")),
-                enforcement=ENFORCEMENT_NAMES.get(level, level),
-                message=str(policy.get("message", "")).strip(),
-                urn=str(policy.get("resourceUrn", "")),
-            )
+    events = list(events)
+    violations = [
+        PolicyViolation(
+            policy=v.policy, pack=v.pack, enforcement=v.enforcement, message=v.message, urn=v.urn
         )
-    return violations, loaded
+        for v in policy_events(events)
+    ]
+    return violations, policy_pack_loaded(events)
 
 
 def error_diagnostics(digest: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -254,12 +194,7 @@ def error_diagnostics(digest: Mapping[str, Any], events: Iterable[Mapping[str, A
         for d in digest.get("diagnostics") or []
         if d.get("severity") == "error"
     ]
-    if not found:
-        for event in events:
-            diag = event.get("diagnosticEvent")
-            if diag and diag.get("severity") == "error":
-                found.append(str(diag.get("message", "")).strip())
-    return [m for m in dict.fromkeys(found) if m]
+    return [m for m in dict.fromkeys(found) if m] or engine_errors(events)
 
 
 def summarise_preview(
@@ -303,68 +238,39 @@ class PreviewRun:
     timeout_s: float = 900.0
 
 
-def preview_command(run: PreviewRun) -> list[str]:
-    command = [
-        pulumi_executable(run.env),
-        "preview",
-        "--stack",
-        run.stack,
-        "--cwd",
-        str(run.root),
-        "--json",
-        "--non-interactive",
-    ]
-    if run.policy_pack is not None:
-        command += ["--policy-pack", str(run.policy_pack)]
-    if run.config_file is not None:
-        command += ["--config-file", str(run.config_file)]
-    return command
-
-
-def _tail(text: str, lines: int = 15) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def run_stack_preview(run: PreviewRun) -> StackPreview:
     """Run the engine's preview for one stack; failures become a StackPreview with errors."""
-    started = time.monotonic()
-    env = dict(run.env)
-    env["PULUMI_ENABLE_STREAMING_JSON_PREVIEW"] = "true"
-    try:
-        completed = subprocess.run(
-            preview_command(run),
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=run.root,
-            timeout=run.timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
+    engine = run_preview(
+        run.root,
+        run.stack,
+        run.env,
+        policy_pack=run.policy_pack,
+        config_file=run.config_file,
+        timeout_s=run.timeout_s,
+    )
+    if engine.timed_out:
         return StackPreview(
             stack=run.stack,
             affected_by=list(run.affected_by),
             status="error",
-            errors=[f"pulumi preview --stack {run.stack} timed out after {run.timeout_s:.0f} s"],
-            duration_s=time.monotonic() - started,
+            errors=[engine.output_tail],
+            duration_s=engine.duration_s,
         )
-    events = parse_event_lines(completed.stdout.splitlines())
     preview = summarise_preview(
         run.stack,
         run.affected_by,
         {},
-        events,
+        engine.events,
         policy_pack_requested=run.policy_pack is not None,
     )
-    preview.duration_s = time.monotonic() - started
+    preview.duration_s = engine.duration_s
     mandatory = any(v.enforcement == "mandatory" for v in preview.policy_violations)
-    if completed.returncode != 0 and not preview.errors and not mandatory:
+    if engine.returncode != 0 and not preview.errors and not mandatory:
         preview.errors.append(
-            f"pulumi preview --stack {run.stack} exited {completed.returncode}: "
-            + (_tail(completed.stderr) or _tail(completed.stdout) or "no output")
+            f"pulumi preview --stack {run.stack} exited {engine.returncode}: "
+            + (engine.output_tail or "no output")
         )
-    finished = any("summaryEvent" in e for e in events)
-    if completed.returncode != 0 and not finished and not mandatory:
+    if engine.returncode != 0 and not engine.finished and not mandatory:
         preview.status = "error"
     elif preview.errors and mandatory:
         # A mandatory violation makes the engine fail the preview; that is a verdict, not an error.

@@ -25,6 +25,13 @@ from liftlock.preview.report import (
 
 #: The hidden marker the workflow looks for to edit the same comment in place.
 MARKER = "<!-- liftlock-preview -->"
+#: Starts the hidden record of what each render stack rendered (the deploy workflow checks it).
+RENDERED_RECORD = "<!-- liftlock-rendered "
+_MANIFESTS = {
+    "in-sync": "✅ in sync",
+    "rendered-at-merge": "rendered at merge",
+    "out-of-sync": "❌ hand edited",
+}
 #: GitHub's limit on an issue comment body, in characters.
 GITHUB_COMMENT_LIMIT = 65_536
 #: Detail levels, finest first.
@@ -72,8 +79,8 @@ def render_summary(report: PreviewReport) -> str:
         MARKER,
         f"## liftlock preview: `{cell(report.base)}` ({report.base_commit[:12]}) → {head}",
         "",
-        "| stack | changes | policy pack | gate | metric deltas |",
-        "|---|---|---|---|---|",
+        "| stack | changes | policy pack | gate | metric deltas | manifests |",
+        "|---|---|---|---|---|---|",
     ]
     ml_touched = report.ml is not None
     for stack in report.stacks:
@@ -86,7 +93,8 @@ def render_summary(report: PreviewReport) -> str:
             deltas = "—"
         lines.append(
             f"| **{cell(stack.stack)}** | {cell(changes_phrase(stack))} | "
-            f"{cell(verdict_cell(stack.policy_verdict))} | {cell(gate_text)} | {cell(deltas)} |"
+            f"{cell(verdict_cell(stack.policy_verdict))} | {cell(gate_text)} | {cell(deltas)} | "
+            f"{_MANIFESTS.get(stack.manifests_verdict or '', '—')} |"
         )
     notes = list(report.notes)
     if not report.secrets_available:
@@ -110,10 +118,41 @@ def render_summary(report: PreviewReport) -> str:
         if stack.status == "error":
             first = stack.errors[0] if stack.errors else "unknown error"
             notes.append(f"**{cell(stack.stack)}**: the preview failed — {cell(first[:300])}")
+        if stack.diff_source.startswith("no "):
+            notes.append(f"**{cell(stack.stack)}**: {cell(stack.diff_source)}.")
+        if stack.manifest_problems:
+            notes.append(
+                f"**{cell(stack.stack)}**: the committed manifests are not what the program "
+                "renders (a hand edit Argo CD / Flux would apply): "
+                + "; ".join(f"`{cell(p)}`" for p in stack.manifest_problems[:5])
+                + f". Fix: undo the edit, or change stacks/Pulumi.{cell(stack.stack)}.yaml "
+                "and let the deploy workflow render it."
+            )
     if notes:
         lines.append("")
         lines.extend(f"> {note}" for note in notes)
+    record = rendered_record(report)
+    if record:
+        lines += ["", record]
     return "\n".join(lines)
+
+
+def rendered_record(report: PreviewReport) -> str:
+    """The hidden line the deploy workflow reads: per render stack, the digest and files of the
+    render this preview showed (`.github/scripts/check-preview-digest.sh`)."""
+    stacks = {
+        s.stack: {
+            "digest": s.rendered_digest,
+            "folders": s.render_folders,
+            "files": s.rendered_files,
+        }
+        for s in report.stacks
+        if s.rendered_digest
+    }
+    if not stacks:
+        return ""
+    record = {"head": report.head_commit, "base": report.base_commit, "stacks": stacks}
+    return RENDERED_RECORD + json.dumps(record, sort_keys=True, separators=(",", ":")) + " -->"
 
 
 def _property_text(resource: ResourceChange, level: str) -> str:
@@ -165,6 +204,10 @@ def render_stack_details(stack: StackPreview, gate: GateVerdict | None, level: s
         more = f" and {len(stack.affected_by) - 10} more" if len(stack.affected_by) > 10 else ""
         lines.append("Affected by: " + ", ".join(f"`{p}`" for p in shown) + more)
         lines.append("")
+    if stack.diff_source:
+        lines += [f"Changes against: {stack.diff_source}.", ""]
+    if stack.manifests_verdict:
+        lines += [_manifests_text(stack), ""]
     if level == "omitted":
         lines += [
             f"Details left out to fit GitHub's comment limit ({len(stack.resources)} changed "
@@ -206,6 +249,19 @@ def render_stack_details(stack: StackPreview, gate: GateVerdict | None, level: s
     return "\n".join(lines)
 
 
+def _manifests_text(stack: StackPreview) -> str:
+    digest = f" Rendered digest `{stack.rendered_digest}` (what the deploy workflow must apply)."
+    if stack.manifests_verdict == "in-sync":
+        return "Manifests: the committed tree is what the program renders." + digest
+    if stack.manifests_verdict == "rendered-at-merge":
+        return (
+            "Manifests: this change leaves the committed tree alone; the deploy workflow renders "
+            f"the {len(stack.manifest_differences)} object change(s) below at merge." + digest
+        )
+    problems = "; ".join(f"`{cell(p)}`" for p in stack.manifest_problems[:HEAD_ROWS])
+    return f"Manifests: **hand edited** — {problems}." + digest
+
+
 def render_ml(ml: MLDiff, level: str = "full") -> str:
     lines = ["<details><summary><b>Model</b>: params and metrics</summary>", ""]
     lines.append(
@@ -242,6 +298,10 @@ def render_ml(ml: MLDiff, level: str = "full") -> str:
                 f"{cell(short_value(metric.new))} | {diff} |"
             )
         lines.append("")
+    if ml.charts and level in ("full", "names"):
+        # Charts go before anything is cut: they are a few hundred characters each.
+        for chart in ml.charts:
+            lines += [chart, ""]
     for note in ml.notes:
         lines += [f"> {cell(note)}", ""]
     lines.append("</details>")

@@ -21,6 +21,7 @@ from typing import Any
 
 from liftlock.dvc import DvcFailed, run_dvc
 from liftlock.git import detached_worktree
+from liftlock.preview.charts import PlotData, comment_charts, parse_plots_json
 from liftlock.preview.report import MetricDelta, MLDiff, ParamChange
 
 VALIDATION_REPORT = Path("reports") / "data_validation.json"
@@ -109,13 +110,21 @@ def data_checks(root: Path) -> str:
     return f"{verdict}: {rules} rules, {violations} violations"
 
 
+def plots_diff(cwd: Path, base_commit: str, env: Mapping[str, str]) -> dict[str, PlotData]:
+    """DVC's plots of the base commit and of the workspace at `cwd` (`dvc plots diff --json`)."""
+    return parse_plots_json(_json(run_dvc(["plots", "diff", base_commit, "--json"], cwd, env)))
+
+
 def metrics_from_worktree(
     root: Path,
     commit: str,
     tree: Path,
     env: Mapping[str, str],
-) -> tuple[dict[str, dict[str, Any]], str]:
-    """Metrics and data checks of `commit`, reproduced in a throwaway worktree sharing the cache.
+    *,
+    plots_against: str | None = None,
+) -> tuple[dict[str, dict[str, Any]], str, dict[str, PlotData]]:
+    """Metrics, data checks and (against `plots_against`) plots of `commit`, reproduced in a
+    throwaway worktree sharing the cache.
 
     Stages whose inputs the cache (or its run cache) already knows are restored, not rerun;
     what is missing is pulled from the remote (`dvc repro --pull`), the rest reproduced.
@@ -127,7 +136,8 @@ def metrics_from_worktree(
         run_dvc(["cache", "dir", "--local", cache], tree, env)
         run_dvc(["repro", "--pull"], tree, env)
         shown = _json(run_dvc(["metrics", "show", "--json"], tree, env))
-        return flatten_metrics_show(shown), data_checks(tree)
+        plots = plots_diff(tree, plots_against, env) if plots_against else {}
+        return flatten_metrics_show(shown), data_checks(tree), plots
 
 
 def working_tree_commit(root: Path) -> str:
@@ -199,13 +209,14 @@ def ml_diff(
             result.base_source = f"{base_commit[:12]} has no committed metrics (--no-repro)"
         else:
             try:
-                base_values, _ = metrics_from_worktree(root, base_commit, workdir / "base", env)
+                base_values, _, _ = metrics_from_worktree(root, base_commit, workdir / "base", env)
                 result.base_source = f"dvc repro --pull in a git worktree of {base_commit[:12]}"
             except DvcFailed as failed:
                 result.base_metrics_available = False
                 result.base_source = f"none committed, and reproducing the base failed: {failed}"
 
     result.head_source = "workspace (dvc status: up to date)"
+    plots: dict[str, PlotData] = {}
     checks = data_checks(root)
     try:
         stale = head_is_stale(root, env)
@@ -219,7 +230,9 @@ def ml_diff(
         else:
             commit = working_tree_commit(root)
             try:
-                head_values, checks = metrics_from_worktree(root, commit, workdir / "head", env)
+                head_values, checks, plots = metrics_from_worktree(
+                    root, commit, workdir / "head", env, plots_against=base_commit
+                )
                 result.head_source = (
                     "dvc repro --pull in a git worktree of the checkout "
                     "(its pipeline is out of date; the checkout itself is left as it is)"
@@ -229,9 +242,16 @@ def ml_diff(
                 result.head_source = (
                     f"the pipeline is out of date and reproducing it failed: {failed}"
                 )
+    if not stale:
+        try:
+            plots = plots_diff(root, base_commit, env)
+        except DvcFailed as failed:
+            result.notes.append(f"plots diff failed: {failed}")
     if not head_values:
         result.head_metrics_available = False
         result.head_source = result.head_source or "no metrics in the checkout"
     result.metrics = diff_metric_values(base_values, head_values)
+    result.plots = plots
+    result.charts = comment_charts(result.metrics, plots, base_commit, "workspace")
     result.notes.append(f"Data checks (head): {checks}")
     return result

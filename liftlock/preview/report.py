@@ -29,6 +29,7 @@ class ResourceChange:
     name: str
     op: str  # one of OPS
     properties: tuple[PropertyChange, ...] = ()
+    file: str = ""  # the manifest file, for render stacks (their diff is of files, not state)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,20 @@ class StackPreview:
     notes: list[str] = field(default_factory=list)
     unknown_values: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    target: str = ""  # docker | cluster | render
+    #: What the changes are measured against: the base commit's committed render, or the
+    #: engine's state (which backend), or nothing ("showing the desired state only").
+    diff_source: str = ""
+    #: Render stacks: is the committed deploy/<stack>/ what the program renders?
+    rendered_in_sync: bool | None = None
+    manifests_verdict: str | None = None  # in-sync | rendered-at-merge | out-of-sync
+    manifest_differences: list[dict[str, Any]] = field(default_factory=list)
+    manifest_problems: list[str] = field(default_factory=list)  # what fails the check
+    #: The render this preview saw, which the deploy workflow must apply (`sha256:` of the
+    #: sha256sum listing of `rendered_files`, path -> sha256 hex).
+    rendered_digest: str | None = None
+    rendered_files: dict[str, str] = field(default_factory=dict)
+    render_folders: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         found = {op: 0 for op in OPS}
@@ -114,6 +129,10 @@ class MLDiff:
     base_metrics_available: bool = True
     head_metrics_available: bool = True
     notes: list[str] = field(default_factory=list)
+    charts: list[str] = field(default_factory=list)  # Mermaid xychart blocks (base vs head)
+    #: DVC's plots of both sides (preview.charts.PlotData by plot id), for the HTML report;
+    #: not part of the JSON (the rows are the plots' CSVs).
+    plots: dict[str, Any] = field(default_factory=dict)
 
     def delta_summary(self, limit: int = 3) -> str:
         """`accuracy +0.012, roc_auc -0.003` for the summary table."""
@@ -152,4 +171,5 @@ class PreviewReport:
             stack_data["policy_verdict"] = stack.policy_verdict
         if self.ml is not None:
             data["ml"]["delta_summary"] = self.ml.delta_summary()
+            data["ml"].pop("plots", None)
         return data

@@ -1,31 +1,49 @@
-"""`liftlock preview`: git -> affected stacks -> DVC diff -> engine previews + gates -> report.
+"""`liftlock preview`: git -> affected stacks -> DVC diff -> renders / engine previews + gates.
 
 What is compared: the checkout (committed or not) against the merge base of `--base` and HEAD,
 as a pull request's diff is. The model side is diffed first (a stale side is reproduced in a
-throwaway worktree, which takes the cores); then the affected stacks are previewed by the real
-engine, at most `jobs` at a time, against each stack's state in the configured backend (what is
-deployed, so the comment says what merging and deploying would do), and the gates run beside
-them. Nothing in the checkout is modified: the engine reads copies of the stack files.
+throwaway worktree, which takes the cores). Then, at most `jobs` stacks at a time:
+
+- a render stack (`target: render`) is rendered by the real engine with no backend state (a
+  throwaway worktree and backend, `preview.render`) and diffed object by object against the
+  base commit's committed deploy/<stack>/, its state of record (`preview.manifests`); the same
+  render says whether the committed tree is in sync, and its digest is what deploy applies;
+- a docker or cluster stack is previewed by the engine against its state in the configured
+  backend, and the comment says which state that was (or that there was none);
+
+and the gate judges each stack in-process (a render stack's fresh manifests). Nothing in the
+checkout or its backend is modified: the engine reads copies of the stack files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from liftlock.engine.env import run_pulumi
-from liftlock.errors import ConfigError, ExternalCommandError
+from liftlock.engine.env import STATE_DIRNAME, run_pulumi
+from liftlock.errors import ConfigError, DomainError, ExternalCommandError
 from liftlock.git import git_output
 from liftlock.preview.affected import affected_stacks, touches_ml
-from liftlock.preview.gates import run_gate
+from liftlock.preview.gates import infra_violations, run_gate
 from liftlock.preview.infra import PreviewRun, run_stack_preview
-from liftlock.preview.ml import ml_diff
+from liftlock.preview.manifests import (
+    ManifestError,
+    diff_trees,
+    file_digests,
+    sync_verdict,
+    tree_digest,
+    unchanged_objects,
+)
+from liftlock.preview.ml import ml_diff, working_tree_commit
+from liftlock.preview.render import read_committed_tree, read_tree, render_stack
 from liftlock.preview.report import GateVerdict, PreviewReport, StackPreview
 from liftlock.preview.secretless import prepare_stand_in
 from liftlock.stackfile import restored, stack_names, stack_path
@@ -38,7 +56,6 @@ class PreviewOptions:
     with_secrets: bool = True
     reproduce: bool = True
     run_gates: bool = True
-    gate_engine_preview: bool = False  # let `liftlock gate` run its own engine preview too
     jobs: int = 2
     only_stacks: tuple[str, ...] = ()
 
@@ -83,6 +100,35 @@ def init_stack(root: Path, stack: str, env: Mapping[str, str]) -> None:
         )
 
 
+def diff_source(root: Path, stack: str, env: Mapping[str, str], has_state: bool) -> str:
+    """What an engine diff is measured against, in the comment's words."""
+    url = env.get("PULUMI_BACKEND_URL", "")
+    here = url == (root / STATE_DIRNAME).as_uri()
+    if not has_state:
+        if url.startswith("file://"):  # the embedded default: a backend of this machine only
+            return (
+                "no shared backend: showing the desired state only (every resource a create; "
+                f"the local backend {url} has no state for `{stack}`)"
+            )
+        return f"no state for `{stack}` in {url}: showing the desired state only"
+    where = "this checkout's local backend" if here else url
+    return f"the state of `{stack}` in {where}"
+
+
+def stack_has_state(root: Path, stack: str, env: Mapping[str, str]) -> bool:
+    with restored(stack_path(root, stack)):
+        exported = run_pulumi(
+            ["stack", "export", "--stack", stack, "--cwd", str(root)], cwd=root, env=env
+        )
+    if exported.returncode != 0:
+        return False
+    resources = (json.loads(exported.stdout or "{}").get("deployment") or {}).get("resources")
+    return any(
+        not str(r.get("type", "")).startswith(("pulumi:pulumi:Stack", "pulumi:providers:"))
+        for r in resources or []
+    )
+
+
 def plan_stack_runs(
     root: Path,
     affected: Mapping[str, list[str]],
@@ -90,14 +136,18 @@ def plan_stack_runs(
     workdir: Path,
     options: PreviewOptions,
     policy_pack: Path | None,
-) -> tuple[list[PreviewRun], dict[str, list[str]], dict[str, list[str]]]:
-    """One PreviewRun per affected stack, plus per-stack notes and unknown values."""
+) -> tuple[list[PreviewRun], dict[str, list[str]], dict[str, list[str]], dict[str, str]]:
+    """One PreviewRun per affected stack, plus per-stack notes, unknown values, diff sources."""
     runs: list[PreviewRun] = []
     notes: dict[str, list[str]] = {}
     unknown: dict[str, list[str]] = {}
-    present = existing_stacks(root, env)
+    sources: dict[str, str] = {}
+    present = existing_stacks(root, env) if affected else set()
     for stack, reasons in affected.items():
         notes[stack], unknown[stack] = [], []
+        sources[stack] = diff_source(
+            root, stack, env, stack in present and stack_has_state(root, stack, env)
+        )
         if not options.with_secrets:
             stand_in = prepare_stand_in(root, stack, env, workdir, stack in present)
             notes[stack] += stand_in.notes
@@ -106,10 +156,6 @@ def plan_stack_runs(
         else:
             if stack not in present:
                 init_stack(root, stack, env)
-                notes[stack].append(
-                    f"Stack `{stack}` had no state in the backend: every resource shows as a "
-                    "create."
-                )
             # The engine reads a copy: it may write into a stack file (an encryption salt, its
             # own formatting), and a preview must leave the checkout as it found it.
             source = stack_path(root, stack)
@@ -127,7 +173,7 @@ def plan_stack_runs(
                 config_file=config_file,
             )
         )
-    return runs, notes, unknown
+    return runs, notes, unknown, sources
 
 
 def default_policy_pack(root: Path) -> Path | None:
@@ -154,6 +200,93 @@ def affected_since(root: Path, base: str, only: tuple[str, ...] = ()) -> dict[st
     return affected_stacks(changed_files(root, merge_base), select_stacks(root, only))
 
 
+def stack_target(root: Path, stack: str) -> tuple[str, tuple[str, ...]]:
+    """(target, render folders) of a stack file; ConfigError naming the file and keys."""
+    from infra.config import StackConfigError, load_stack_file
+
+    try:
+        config = load_stack_file(stack_path(root, stack), stack=stack)
+    except StackConfigError as error:
+        problems = "; ".join(getattr(error, "problems", []) or [str(error)])
+        raise ConfigError(
+            f"stacks/Pulumi.{stack}.yaml: {problems}", hint="fix the stack file"
+        ) from error
+    folders = tuple(f for f in (config.render_dir, config.argocd_render_dir) if f)
+    return config.target, folders
+
+
+def _difference_record(change: Any) -> dict[str, Any]:
+    return {
+        "file": change.file,
+        "object": f"{change.type.split(':')[-1]} {change.name}",
+        "op": change.op,
+        "fields": [p.path for p in change.properties],
+    }
+
+
+def preview_render_stack(
+    root: Path,
+    stack: str,
+    reasons: list[str],
+    folders: tuple[str, ...],
+    env: Mapping[str, str],
+    workdir: Path,
+    *,
+    base_commit: str,
+    render_commit: str,
+    options: PreviewOptions,
+) -> tuple[StackPreview, GateVerdict | None]:
+    """Render the head program, diff it against the base's committed tree, judge the sync."""
+    shown = ", ".join(f"`{f}/`" for f in folders)
+    preview = StackPreview(
+        stack=stack,
+        affected_by=list(reasons),
+        target="render",
+        diff_source=f"the committed {shown} of {base_commit[:12]} (the state of record; "
+        "rendered with no backend state)",
+        render_folders=list(folders),
+    )
+    try:
+        render = render_stack(
+            root, render_commit, stack, folders, env, workdir, with_secrets=options.with_secrets
+        )
+    except DomainError as error:  # no throwaway stack, no worktree: say so in the comment
+        preview.status, preview.errors = "error", [str(error)]
+        return preview, None
+    preview.duration_s = render.duration_s
+    preview.unknown_values = render.unknown_values
+    if render.errors:
+        preview.status, preview.errors = "error", render.errors
+        return preview, None
+    try:
+        base_tree = read_committed_tree(root, base_commit, folders)
+        head_tree = read_tree(root, folders)
+        preview.resources = diff_trees(base_tree, render.files)
+        preview.unchanged = unchanged_objects(base_tree, render.files)
+        sync = sync_verdict(base_tree, head_tree, render.files)
+    except ManifestError as error:
+        preview.status, preview.errors = "error", [str(error)]
+        return preview, None
+    preview.rendered_digest = tree_digest(render.files)
+    preview.rendered_files = file_digests(render.files)
+    preview.rendered_in_sync = sync.in_sync
+    preview.manifests_verdict = sync.verdict
+    preview.manifest_differences = [_difference_record(c) for c in sync.differences]
+    preview.manifest_problems = sync.problems() if sync.fails else []
+    if not options.run_gates:
+        return preview, None
+    # The gate judges the render (what merging deploys), not the committed tree.
+    judged = workdir / f"judged-{stack}"
+    for path, content in render.files.items():
+        if path.startswith(folders[0] + "/"):
+            (judged / path).parent.mkdir(parents=True, exist_ok=True)
+            (judged / path).write_bytes(content)
+    verdict, findings = run_gate(stack, root, manifests=judged / folders[0])
+    preview.policy_violations = infra_violations(findings, "policies (rules on the render)")
+    preview.policies_checked = verdict.verdict != "error"
+    return preview, verdict
+
+
 def build_preview(root: Path, options: PreviewOptions, env: Mapping[str, str]) -> PreviewReport:
     """The whole preview of the checkout at `root` against `options.base`."""
     started = time.monotonic()
@@ -162,6 +295,7 @@ def build_preview(root: Path, options: PreviewOptions, env: Mapping[str, str]) -
     changed = changed_files(root, merge_base)
     stacks = select_stacks(root, options.only_stacks)
     affected = affected_stacks(changed, stacks)
+    targets = {stack: stack_target(root, stack) for stack in affected}
     report_notes = []
     if merge_base != base_commit:
         report_notes.append(
@@ -175,6 +309,7 @@ def build_preview(root: Path, options: PreviewOptions, env: Mapping[str, str]) -
         workdir = Path(tmp)
         ml = None
         if touches_ml(changed):
+            print_step(f"model: params, metrics and plots against {merge_base[:12]} (DVC) ...")
             ml = ml_diff(root, merge_base, workdir, env, reproduce=options.reproduce)
             if ml.head_source.startswith("dvc repro"):
                 report_notes.append(
@@ -184,32 +319,55 @@ def build_preview(root: Path, options: PreviewOptions, env: Mapping[str, str]) -
                 )
         previews: dict[str, StackPreview] = {}
         gates: dict[str, GateVerdict] = {}
+        rendered = {s: r for s, r in affected.items() if targets[s][0] == "render"}
+        engine = {s: r for s, r in affected.items() if targets[s][0] != "render"}
         if affected:
-            runs, notes, unknown = plan_stack_runs(
-                root, affected, env, workdir, options, policy_pack
+            print_step(
+                "stacks: "
+                + ", ".join(
+                    f"{s} ({'render, no backend' if s in rendered else 'engine preview'})"
+                    for s in affected
+                )
+                + " ..."
             )
+            runs, notes, unknown, sources = plan_stack_runs(
+                root, engine, env, workdir, options, policy_pack
+            )
+            render_commit = working_tree_commit(root) if rendered else ""
             with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+                render_futures = {
+                    s: pool.submit(
+                        preview_render_stack,
+                        root,
+                        s,
+                        reasons,
+                        targets[s][1],
+                        env,
+                        workdir,
+                        base_commit=merge_base,
+                        render_commit=render_commit,
+                        options=options,
+                    )
+                    for s, reasons in rendered.items()
+                }
                 preview_futures = {r.stack: pool.submit(run_stack_preview, r) for r in runs}
                 gate_futures = (
-                    {
-                        s: pool.submit(
-                            run_gate,
-                            s,
-                            root,
-                            env,
-                            engine_preview=options.gate_engine_preview,
-                        )
-                        for s in affected
-                    }
-                    if options.run_gates
-                    else {}
+                    {s: pool.submit(run_gate, s, root) for s in engine} if options.run_gates else {}
                 )
+                for stack, render_future in render_futures.items():
+                    previews[stack], verdict = render_future.result()
+                    if verdict is not None:
+                        gates[stack] = verdict
+                    print_step(f"{stack}: {_phrase(previews[stack])}")
                 for stack, future in preview_futures.items():
                     previews[stack] = future.result()
                     previews[stack].notes[:0] = notes[stack]
                     previews[stack].unknown_values = unknown[stack]
+                    previews[stack].target = targets[stack][0]
+                    previews[stack].diff_source = sources[stack]
+                    print_step(f"{stack}: {_phrase(previews[stack])}")
                 for stack, gate_future in gate_futures.items():
-                    gates[stack] = gate_future.result()
+                    gates[stack] = gate_future.result()[0]
     ordered = [
         previews.get(s) or StackPreview(stack=s, affected_by=[], status="not-affected")
         for s in stacks
@@ -227,6 +385,22 @@ def build_preview(root: Path, options: PreviewOptions, env: Mapping[str, str]) -
         duration_s=time.monotonic() - started,
         notes=report_notes,
     )
+
+
+def _phrase(stack: StackPreview) -> str:
+    from liftlock.preview.markdown import changes_phrase
+
+    took = f" in {stack.duration_s:.1f} s"
+    return (
+        changes_phrase(stack)
+        + took
+        + (f" ({stack.manifests_verdict})" if stack.manifests_verdict else "")
+    )
+
+
+def print_step(line: str) -> None:
+    """A progress line on stderr (stdout may be the comment itself)."""
+    print(f"[preview] {line}", file=sys.stderr, flush=True)
 
 
 def cpu_bound_jobs() -> int:

@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from liftlock.engine.env import run_pulumi
+from liftlock.engine.preview import SECRET_SIGNATURE
 from liftlock.errors import ExternalCommandError
-from liftlock.preview.infra import SECRET_SIGNATURE
 from liftlock.stackfile import stack_path
 
 #: What a secret becomes when the passphrase is unavailable.

@@ -47,3 +47,31 @@ def test_ml_inputs_are_recognised():
 
 def test_promotion_order_first():
     assert order_stacks(["prod", "qa", "dev", "staging"]) == ["dev", "staging", "prod", "qa"]
+
+
+def test_a_change_to_rendered_manifests_affects_that_stack():
+    changed = [
+        "deploy/prod/1-manifest/apps_v1-deployment-liftlock-prod-liftlock-model.yaml",
+        "deploy/argocd/staging/1-manifest/application.yaml",
+    ]
+    result = affected_stacks(changed, STACKS)
+    assert result == {"staging": [changed[1]], "prod": [changed[0]]}
+
+
+def test_an_engine_diff_says_which_state_it_was_measured_against(tmp_path):
+    from liftlock.preview.run import diff_source
+
+    local = {"PULUMI_BACKEND_URL": (tmp_path / ".pulumi-state").as_uri()}
+    shared = {"PULUMI_BACKEND_URL": "s3://team-state"}
+    assert diff_source(tmp_path, "dev", local, has_state=False).startswith(
+        "no shared backend: showing the desired state only"
+    )
+    assert diff_source(tmp_path, "dev", local, has_state=True) == (
+        "the state of `dev` in this checkout's local backend"
+    )
+    assert diff_source(tmp_path, "dev", shared, has_state=True) == (
+        "the state of `dev` in s3://team-state"
+    )
+    assert diff_source(tmp_path, "dev", shared, has_state=False) == (
+        "no state for `dev` in s3://team-state: showing the desired state only"
+    )

@@ -61,7 +61,28 @@ def test_summary_table_says_what_happened_where(demo_run):
         "throwaway git worktree",
     ):
         assert where in table, table
-    assert re.search(r"prod: \d+ create", table), table  # prod has no state: all creates
+    assert re.search(r"prod: \d+ update", table) and " create" not in table, table
+
+
+def test_the_promotion_previews_as_prod_image_digest_and_label_updates(demo_run):
+    """prod is a render stack: diffed against its committed deploy/prod/, not against a
+    backend's (empty) state, so the promotion shows what it pins change, and nothing else."""
+    import json
+
+    with (Path.home() / ".cache" / "liftlock" / "demo" / "preview.json").open() as handle:
+        report = json.load(handle)
+    prod = next(s for s in report["stacks"] if s["stack"] == "prod")
+    assert prod["status"] == "ok", prod["errors"]
+    assert {r["op"] for r in prod["resources"]} == {"update"}, prod["resources"]
+    fields = {p["path"] for r in prod["resources"] for p in r["properties"]}
+    allowed = re.compile(
+        r'(.*\.image|.*labels\["liftlock\.io/(bundle|data)-digest"\]'
+        r'|.*annotations\["liftlock\.io/(bundle|data)-digest"\]'
+        r'|.*annotations\["liftlock\.io/git-commit"\]|data\["bundle\.json"\]\..*)$'
+    )
+    assert fields and all(allowed.match(f) for f in fields), sorted(fields)
+    assert any(f.endswith(".image") for f in fields), sorted(fields)
+    assert prod["manifests_verdict"] == "rendered-at-merge" and prod["rendered_digest"]
 
 
 def test_the_checkout_changes_only_as_documented(demo_run):

@@ -1,106 +1,159 @@
-"""`liftlock preview` end to end on a throwaway clone of the project with its own backend.
+"""`liftlock preview` end to end on a fresh clone with NO backend state anywhere (as in CI).
 
-Base: staging and prod pinned to the bundle, all three stacks deployed (`pulumi up`). Head: a
-train param and staging's replicas changed. The preview must show the metric deltas, the
-staging Deployment's replicas update and nothing else for staging, no change for dev and prod,
-and the gate verdicts; the JSON must carry the same facts; the clone must be left clean.
+Each change is one commit on top of the clone's HEAD, previewed against it by the real engine:
+render stacks are rendered from the head program and diffed against the base's committed
+deploy/<stack>/; the docker stack says it has no state to diff against. The clone's backend is
+never written by the render stacks, and the clone is left as it was.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.preview.project_clone import ProjectClone
+from tests.preview.project_clone import FAKE_IMAGE, CommandFailed, ProjectClone
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine, pytest.mark.docker]
 
-STACKS = ("dev", "staging", "prod")
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> ProjectClone:
+    made = ProjectClone.make(repo_root, tmp_path_factory.mktemp("preview-e2e"))
+    made.dvc("repro", "--pull", timeout=1800)
+    assert made.dirty() == [], made.dirty()  # the committed metrics are what repro makes
+    return made
 
 
 @pytest.fixture(scope="module")
-def previewed(tmp_path_factory: pytest.TempPathFactory, repo_root: Path):
-    workdir = tmp_path_factory.mktemp("preview-e2e")
-    clone = ProjectClone.make(repo_root, workdir)
-    clone.dvc("repro", "--pull", timeout=1200)
-    digest = clone.bundle_digest()
-    for stack in ("staging", "prod"):
-        clone.pin(stack, digest)
-    clone.isolate_docker_stack("dev", "liftlock-model-preview-e2e")
-    clone.commit_all("test: staging and prod run the workspace bundle; dev on its own port")
-    for stack in STACKS:
-        clone.pulumi("stack", "init", stack)
+def base(clone: ProjectClone) -> str:
+    return clone.git("rev-parse", "HEAD").strip()
+
+
+def preview_of(clone: ProjectClone, base: str, edit, *extra: str, check: bool = True):
+    """Apply `edit`, commit, preview against `base`; then put the clone back at `base`."""
+    edit()
+    clone.commit_all("test: head")
+    out = clone.root.parent / "preview"
     try:
-        for stack in STACKS:
-            clone.pulumi("up", "--yes", "--stack", stack, "--policy-pack", "policies", timeout=1200)
-        base = clone.commit_all("test: base (what pulumi wrote into the stack files)")
-
-        clone.set_param("    C: 1.0\n", "    C: 0.05\n")
-        clone.set_config_number("staging", "replicas", 3)
-        clone.commit_all("test: head (train C 0.05, staging replicas 3)")
-
-        out = workdir / "preview.md"
-        json_out = workdir / "preview.json"
-        clone.liftlock("preview", "--base", base, "--out", str(out), "--json-out", str(json_out))
-        with json_out.open(encoding="utf-8") as handle:
-            data = json.load(handle)
-        yield clone, out.read_text(encoding="utf-8"), data
+        result = subprocess.run(
+            [
+                str(clone.source / ".venv" / "bin" / "python"), "-m", "liftlock.cli", "preview",
+                "--base", base, "--out", f"{out}.md", "--json-out", f"{out}.json", *extra,
+            ],
+            cwd=clone.root, env=clone.env(), capture_output=True, text=True, timeout=1800,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise CommandFailed(f"preview exited {result.returncode}:\n{result.stderr[-5000:]}")
+        data = json.loads(Path(f"{out}.json").read_text(encoding="utf-8"))
+        return data, Path(f"{out}.md").read_text(encoding="utf-8"), result
     finally:
-        # The dev container and image live on the machine's Docker engine: take them away.
-        clone.pulumi("destroy", "--yes", "--stack", "dev", check=False, timeout=600)
+        clone.git("reset", "--quiet", "--hard", base)
+        assert clone.dirty() == [], clone.dirty()
 
 
 def stack(data, name):
     return next(s for s in data["stacks"] if s["stack"] == name)
 
 
-def test_metric_deltas_for_the_train_param(previewed):
-    _, markdown, data = previewed
-    params = {p["name"]: (p["old"], p["new"]) for p in data["ml"]["params"]}
-    assert params == {"train.logistic_regression.C": (1.0, 0.05)}
-    deltas = {m["name"]: m["diff"] for m in data["ml"]["metrics"]}
-    assert "accuracy" in deltas and any(d for d in deltas.values()), deltas
-    assert data["ml"]["base_metrics_available"] and data["ml"]["head_metrics_available"]
-    accuracy = data["ml"]["delta_summary"].split(",")[0]  # e.g. "accuracy +0.01399"
-    assert accuracy.startswith("accuracy ") and accuracy in markdown
-    assert "`train.logistic_regression.C` | `1.0` | `0.05`" in markdown
+def fields(preview) -> list[tuple[str, str, str, object, object]]:
+    return [
+        (r["op"], r["type"].split(":")[-1], p["path"], p["old"], p["new"])
+        for r in preview["resources"]
+        for p in r["properties"]
+    ]
 
 
-def test_staging_updates_only_the_deployment_replicas(previewed):
-    _, markdown, data = previewed
+def set_prod_cpu_request(clone: ProjectClone) -> None:
+    path = clone.root / "stacks" / "Pulumi.prod.yaml"
+    text = path.read_text(encoding="utf-8")
+    new, count = re.subn(r"(requests:\n\s+cpu: )500m", r"\g<1>600m", text)
+    assert count == 1, "prod's requests.cpu 500m not found once"
+    path.write_text(new, encoding="utf-8")
+
+
+def test_staging_replicas_is_one_field_of_staging_and_nothing_else(clone, base):
+    data, markdown, _ = preview_of(
+        clone, base, lambda: clone.set_config_number("staging", "replicas", 3)
+    )
     staging = stack(data, "staging")
     assert staging["status"] == "ok", staging["errors"]
-    changed = [(r["op"], r["type"]) for r in staging["resources"]]
-    assert changed == [("update", "kubernetes:apps/v1:Deployment")], staging["resources"]
-    props = staging["resources"][0]["properties"]
-    assert [(p["path"], p["old"], p["new"]) for p in props] == [("spec.replicas", 2, 3)]
-    assert "| **staging** | 1 update |" in markdown
-    assert "`spec.replicas`: `2` → `3`" in markdown
+    assert fields(staging) == [("update", "Deployment", "spec.replicas", 2, 3)]
+    assert (
+        "deploy/staging/" in staging["diff_source"] and "no backend state" in staging["diff_source"]
+    )
+    assert staging["manifests_verdict"] == "rendered-at-merge" and staging["rendered_digest"]
+    assert {s["stack"]: s["status"] for s in data["stacks"]} == {
+        "dev": "not-affected", "staging": "ok", "prod": "not-affected",
+    }  # fmt: skip
+    assert "| **staging** | 1 update |" in markdown and "`spec.replicas`: `2` → `3`" in markdown
+    assert "<!-- liftlock-rendered " in markdown  # what the deploy workflow checks
+    assert data["gates"]["staging"]["verdict"] in ("pass", "advisory"), data["gates"]
 
 
-@pytest.mark.parametrize("name", ["dev", "prod"])
-def test_no_infrastructure_change_for_dev_and_prod(previewed, name):
-    _, markdown, data = previewed
-    preview = stack(data, name)
-    assert preview["status"] == "ok", preview["errors"]
-    assert preview["resources"] == [] and preview["unchanged"] > 0
-    assert f"| **{name}** | no change |" in markdown
+def test_prod_cpu_request_is_one_field_of_prod(clone, base):
+    data, _, _ = preview_of(clone, base, lambda: set_prod_cpu_request(clone), "--no-gates")
+    prod = stack(data, "prod")
+    assert fields(prod) == [
+        ("update", "Deployment", "spec.template.spec.containers[0].resources.requests.cpu",
+         "500m", "600m"),
+    ]  # fmt: skip
+    assert stack(data, "staging")["status"] == "not-affected"
 
 
-def test_gate_and_policy_verdicts_for_every_stack(previewed):
-    _, markdown, data = previewed
-    assert set(data["gates"]) == set(STACKS)
-    for name in STACKS:
-        gate = data["gates"][name]["verdict"]
-        policy = stack(data, name)["policy_verdict"]
-        assert gate in ("pass", "advisory", "fail"), data["gates"][name]
-        assert policy in ("pass", "advisory", "fail"), stack(data, name)
-        row = next(line for line in markdown.splitlines() if line.startswith(f"| **{name}**"))
-        assert gate in row and policy in row
+def test_a_promotion_changes_prods_image_only(clone, base):
+    data, _, _ = preview_of(
+        clone, base, lambda: clone.pin("prod", clone.bundle_digest(), FAKE_IMAGE), "--no-gates"
+    )
+    prod = stack(data, "prod")
+    changed = {(kind, path, new) for _, kind, path, _, new in fields(prod)}
+    assert changed == {
+        ("Deployment", "spec.template.spec.containers[0].image", FAKE_IMAGE),
+        ("CronJob", "spec.jobTemplate.spec.template.spec.containers[0].image", FAKE_IMAGE),
+    }, changed
 
 
-def test_the_clone_is_left_as_it_was(previewed):
-    clone, _, _ = previewed
-    assert clone.dirty() == []
+def test_a_hand_edit_to_deploy_prod_fails_the_check_naming_file_and_field(clone, base):
+    deployment = next((clone.root / "deploy" / "prod").rglob("apps_v1-deployment-*.yaml"))
+    relative = deployment.relative_to(clone.root).as_posix()
+
+    def hand_edit() -> None:
+        deployment.write_text(deployment.read_text().replace("replicas: 3", "replicas: 5"))
+
+    data, markdown, result = preview_of(
+        clone, base, hand_edit, "--no-gates", "--fail-on-policy", check=False
+    )
+    prod = stack(data, "prod")
+    assert result.returncode == 1, result.stderr
+    assert prod["manifests_verdict"] == "out-of-sync" and prod["rendered_in_sync"] is False
+    problem = f"{relative}: spec.replicas (5 committed, 3 rendered)"
+    assert prod["manifest_problems"] == [problem]
+    assert problem in result.stderr and "❌ hand edited" in markdown
+    assert fields(prod) == []  # the render is what the base committed: nothing to deploy
+
+
+def test_a_train_param_shows_metrics_with_charts_and_no_change_for_pinned_stacks(clone, base):
+    data, markdown, _ = preview_of(
+        clone, base, lambda: clone.set_param("    C: 1.0\n", "    C: 0.05\n"), "--no-gates",
+        "--html-out", str(clone.root.parent / "preview.html"),
+    )  # fmt: skip
+    params = {p["name"]: (p["old"], p["new"]) for p in data["ml"]["params"]}
+    assert params == {"train.logistic_regression.C": (1.0, 0.05)}
+    assert any(m["diff"] for m in data["ml"]["metrics"]), data["ml"]["metrics"]
+    assert markdown.count("```mermaid\nxychart-beta") == 3
+    assert "ROC (test split)" in markdown and "Confusion matrix" in markdown
+    for name in ("staging", "prod"):
+        pinned = stack(data, name)
+        assert pinned["status"] == "ok" and pinned["resources"] == [], pinned
+        assert pinned["manifests_verdict"] == "in-sync"
+    dev = stack(data, "dev")
+    assert dev["diff_source"].startswith("no shared backend: showing the desired state only")
+    html = (clone.root.parent / "preview.html").read_text(encoding="utf-8")
+    assert html.count("<svg") == 2
+
+
+def test_the_render_stacks_left_no_state_in_the_clones_backend(clone, base):
+    assert not list((clone.backend).rglob("staging*")) and not list(clone.backend.rglob("prod*"))

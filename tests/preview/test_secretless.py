@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from liftlock.preview.infra import SECRET_SIGNATURE
+from liftlock.engine.preview import SECRET_SIGNATURE
 from liftlock.preview.secretless import (
     SECRET_MARKER,
     UNKNOWN_SECRET_PLACEHOLDER,
