@@ -29,6 +29,8 @@ Exposure = Literal["internal", "public"]
 
 DEFAULT_BUNDLE_DIR = "bundle"
 DEFAULT_IMAGE_REPOSITORY = "liftlock-model"
+#: the embedded registry (`liftlock cluster up`); a team's own is one key: liftlock:registry
+DEFAULT_REGISTRY = "127.0.0.1:5000"
 DEFAULT_HOST_PORT = 8787
 DEFAULT_GITOPS_REVISION = "main"
 DEFAULT_ARGOCD_NAMESPACE = "argocd"
@@ -92,6 +94,7 @@ class StackConfig:
     bundle_dir: str = DEFAULT_BUNDLE_DIR
     image: str | None = None
     image_repository: str = DEFAULT_IMAGE_REPOSITORY
+    registry: str = DEFAULT_REGISTRY
     replicas: int = 1
     resources: Resources | None = None
     autoscaling: Autoscaling = field(default_factory=Autoscaling)
@@ -347,6 +350,7 @@ def _build(values: Mapping[str, Any], *, stack: str) -> StackConfig:
         bundle_dir=values.get("bundleDir", DEFAULT_BUNDLE_DIR),
         image=values.get("image"),
         image_repository=values.get("imageRepository", DEFAULT_IMAGE_REPOSITORY),
+        registry=values.get("registry", DEFAULT_REGISTRY),
         replicas=int(values.get("replicas", 1)),
         resources=resources,
         autoscaling=autoscaling,

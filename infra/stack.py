@@ -70,6 +70,9 @@ def declare_docker_stack(config: StackConfig, root: Path) -> StackOutputs:
         f"{config.stack}-model-image",
         args=ModelImageArgs(
             repository=config.image_repository,
+            registry=config.registry,
+            # A Pulumi secret: encrypted in state, masked in output.
+            credentials=pulumi.Config("liftlock").get_secret("registryCredentials"),
             bundle_digest=digest,
             bundle_dir=bundle_dir,
             context_hash=build_context_hash(bundle_dir),
@@ -88,7 +91,7 @@ def declare_docker_stack(config: StackConfig, root: Path) -> StackOutputs:
         target=config.target,
         service_url=service.url,
         bundle_digest=digest,
-        image=image.tag,
+        image=image.reference,
         render_dir=None,
     )
 

@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "status",
     "preview",
     "demo",
+    "cluster",
 ]
 
 app = typer.Typer(
