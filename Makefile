@@ -54,8 +54,9 @@ lint: venv ## ruff + mypy
 demo: bootstrap dockerd ## the whole loop on the embedded default
 	@$(ENGINE) $(BIN)/liftlock demo
 
-image: venv dockerd ## build the serving image of $(BUNDLE) (default bundle/), tagged by its digest
-	$(BIN)/python -m ml.serve.image --bundle $(BUNDLE)
+image: venv dockerd ## build the serving image of $(BUNDLE) (default bundle/) and push it to the embedded registry
+	$(BIN)/liftlock cluster up --registry-only
+	$(BIN)/python -m infra.components.image_builder --bundle $(BUNDLE)
 
 .PHONY: train
 train: venv ## reproduce the training pipeline (dvc repro) into bundle/ and push to the local remote

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from liftlock.cluster.credentials import ensure_pki, ensure_tokens, kubeconfig_path
+from liftlock.cluster.credentials import ensure_pki, ensure_tokens, kubeconfig_path, pki_dir
 from liftlock.cluster.layout import (
     BRIDGE_ADDRESS,
     DNS_SERVICE_IP,
@@ -248,12 +248,13 @@ def pod_logs_dir(layout: Layout) -> Path:
     return layout.state_dir / "pod-logs"
 
 
+def pod_resolv_conf(layout: Layout) -> Path:
+    return layout.run_dir / "pod-resolv.conf"
+
+
 def kubelet_config(layout: Layout) -> dict[str, object]:
-    pki = ensure_pki(layout)
-    resolv = layout.run_dir / "pod-resolv.conf"
-    resolv.write_text(
-        f"nameserver {DNS_SERVICE_IP}\nsearch svc.cluster.local cluster.local\n", encoding="utf-8"
-    )
+    pki = pki_dir(layout)
+    resolv = pod_resolv_conf(layout)
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -316,6 +317,10 @@ def start_kubelet(layout: Layout) -> None:
         copy = fake / name.replace("/", ".")
         copy.write_text(value + "\n", encoding="utf-8")
         mounts.append((copy, name))
+    ensure_pki(layout)
+    pod_resolv_conf(layout).write_text(
+        f"nameserver {DNS_SERVICE_IP}\nsearch svc.cluster.local cluster.local\n", encoding="utf-8"
+    )
     config = layout.run_dir / "kubelet-config.yaml"
     config.write_text(yaml.safe_dump(kubelet_config(layout)), encoding="utf-8")
     kubelet = component(layout, "kubelet")
