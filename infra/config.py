@@ -84,6 +84,15 @@ class GitOps:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ApplyTo:
+    """A render stack's second destination: the same objects applied to a cluster."""
+
+    kubeconfig: str
+    kube_context: str
+    rollout_timeout_seconds: int = 180
+
+
+@dataclass(frozen=True, kw_only=True)
 class StackConfig:
     """Everything the program needs to know about one stack, already validated."""
 
@@ -106,6 +115,7 @@ class StackConfig:
     drift_schedule: str | None = None
     namespace: str | None = None
     gitops: GitOps | None = None
+    apply_to: ApplyTo | None = None
 
     @property
     def is_kubernetes(self) -> bool:
@@ -285,6 +295,11 @@ def rule_problems(values: Mapping[str, Any]) -> list[str]:
     target = values.get("target")
     if target in ("render", "cluster") and "hostPort" in values:
         problems.append(f"{NAMESPACE}:hostPort: only the docker target uses it (target={target})")
+    if target != "render" and "applyTo" in values:
+        problems.append(
+            f"{NAMESPACE}:applyTo: only the render target uses it (target={target}); "
+            "the cluster target applies through liftlock:kubeconfig and liftlock:kubeContext"
+        )
     if target in ("docker", "render") and ("kubeContext" in values or "kubeconfig" in values):
         key = "kubeContext" if "kubeContext" in values else "kubeconfig"
         problems.append(
@@ -340,6 +355,13 @@ def _build(values: Mapping[str, Any], *, stack: str) -> StackConfig:
             revision=values["gitops"].get("revision", DEFAULT_GITOPS_REVISION),
             argocd_namespace=values["gitops"].get("argocdNamespace", DEFAULT_ARGOCD_NAMESPACE),
         )
+    apply_to = None
+    if "applyTo" in values:
+        apply_to = ApplyTo(
+            kubeconfig=values["applyTo"]["kubeconfig"],
+            kube_context=values["applyTo"]["kubeContext"],
+            rollout_timeout_seconds=int(values["applyTo"].get("rolloutTimeoutSeconds", 180)),
+        )
     return StackConfig(
         stack=stack,
         target=values["target"],
@@ -362,6 +384,7 @@ def _build(values: Mapping[str, Any], *, stack: str) -> StackConfig:
         drift_schedule=values.get("driftSchedule"),
         namespace=values.get("namespace"),
         gitops=gitops,
+        apply_to=apply_to,
     )
 
 
