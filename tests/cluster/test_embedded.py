@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,48 +19,19 @@ from infra.components.image_builder import build_image, push_image, registry_rep
 from infra.components.smoke_check import port_forward, predict_through, reference_row
 from liftlock.cluster import embedded, kubernetes
 from liftlock.cluster.layout import CONTEXT_NAME, Layout
-from liftlock.cluster.process import ClusterError
-from tests.cluster.host_state import HostState, processes_mentioning
+from tests.helpers.embedded_cluster import RunningCluster, running_cluster
+from tests.helpers.host_state import HostState, processes_mentioning
 from tests.serve.fixture_bundle import FixtureBundle, build_fixture_bundle
-from tests.serve.server_process import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 NAMESPACE = "liftlock-cluster-test"
 
 
-@dataclass(frozen=True)
-class Running:
-    layout: Layout
-    before: HostState
-    lines: list[str]
-
-
-def require_node_binaries() -> None:
-    for name in ("etcd", "kube-apiserver", "kubelet", "kube-proxy", "kubectl"):
-        try:
-            kubernetes.binary(name)
-        except ClusterError as error:
-            pytest.fail(str(error))
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    require_node_binaries()
-    layout = Layout(
-        state_dir=tmp_path_factory.mktemp("cluster"),
-        registry_port=free_port(),
-        apiserver_port=free_port(),
-        etcd_client_port=free_port(),
-        etcd_peer_port=free_port(),
-    )
-    before = HostState.capture()
-    lines: list[str] = []
-    try:
-        embedded.up(layout, lines.append)
-        yield Running(layout, before, lines)
-    finally:
-        embedded.down(layout, lines.append)
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
 
 
 def kubectl(layout: Layout, *args: str, check: bool = True) -> str:
@@ -150,21 +120,21 @@ def fixture_bundle(tmp_path_factory: pytest.TempPathFactory) -> FixtureBundle:
 
 
 @pytest.fixture(scope="module")
-def model_image(cluster: Running, fixture_bundle: FixtureBundle) -> str:
+def model_image(cluster: RunningCluster, fixture_bundle: FixtureBundle) -> str:
     repository = registry_repository(cluster.layout.registry, "liftlock-model")
     built = build_image(fixture_bundle.path, repository=repository, log=lambda line: None)
     return push_image(built.tag, log=lambda line: None)
 
 
 @pytest.fixture(scope="module")
-def model_rollout(cluster: Running, model_image: str) -> str:
+def model_rollout(cluster: RunningCluster, model_image: str) -> str:
     layout = cluster.layout
     apply(layout, restricted_namespace(), model_deployment(model_image))
     kubectl(layout, "-n", NAMESPACE, "rollout", "status", "deployment/model", "--timeout=180s")
     return model_image
 
 
-def test_up_reaches_a_ready_node_and_is_idempotent(cluster: Running) -> None:
+def test_up_reaches_a_ready_node_and_is_idempotent(cluster: RunningCluster) -> None:
     layout = cluster.layout
     state = embedded.status(layout)
     assert state.node_ready and state.running, state
@@ -180,7 +150,7 @@ def test_up_reaches_a_ready_node_and_is_idempotent(cluster: Running) -> None:
 
 
 def test_the_model_image_pulled_by_digest_serves_through_a_port_forward(
-    cluster: Running, model_rollout: str, fixture_bundle: FixtureBundle
+    cluster: RunningCluster, model_rollout: str, fixture_bundle: FixtureBundle
 ) -> None:
     layout = cluster.layout
     pods = json.loads(kubectl(layout, "-n", NAMESPACE, "get", "pods", "-o", "json"))["items"]
@@ -205,7 +175,7 @@ def test_the_model_image_pulled_by_digest_serves_through_a_port_forward(
 
 
 def test_admission_refuses_a_pod_that_breaks_the_restricted_profile(
-    cluster: Running, model_rollout: str
+    cluster: RunningCluster, model_rollout: str
 ) -> None:
     privileged = {
         "apiVersion": "v1",
@@ -222,7 +192,7 @@ def test_admission_refuses_a_pod_that_breaks_the_restricted_profile(
     assert "privileged" in answer
 
 
-def test_a_kubelet_restart_keeps_the_pods(cluster: Running, model_rollout: str) -> None:
+def test_a_kubelet_restart_keeps_the_pods(cluster: RunningCluster, model_rollout: str) -> None:
     layout = cluster.layout
 
     def pods() -> dict[str, tuple[str, int]]:
@@ -250,7 +220,7 @@ def test_a_kubelet_restart_keeps_the_pods(cluster: Running, model_rollout: str) 
     assert pods() == before, "same pods, same containers, no restart"
 
 
-def test_down_leaves_the_host_as_it_was(cluster: Running, model_rollout: str) -> None:
+def test_down_leaves_the_host_as_it_was(cluster: RunningCluster, model_rollout: str) -> None:
     layout = cluster.layout
     embedded.down(layout, cluster.lines.append)
     after = HostState.capture()

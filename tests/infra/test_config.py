@@ -105,7 +105,7 @@ def test_a_render_stack_may_also_apply_to_a_cluster() -> None:
     docker = {**stack_values("docker", DIGEST), "applyTo": values["applyTo"]}
     with pytest.raises(StackConfigError, match="liftlock:applyTo: only the render target"):
         parse_stack_config(docker, stack="dev", decode=False)
-    with pytest.raises(StackConfigError, match="liftlock:applyTo.kubeContext"):
+    with pytest.raises(StackConfigError, match=r"liftlock:applyTo\.kubeContext"):
         parse_stack_config(
             {**values, "applyTo": {"kubeconfig": "k"}}, stack="staging", decode=False
         )
