@@ -29,6 +29,7 @@ NETNS_DIR = Path("/run/netns")
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
 CNI_CACHE = Path("/var/lib/cni")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+HOST_DIRS = (NETNS_DIR, CONTAINER_LOG_LINKS, CNI_CACHE)
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ class HostBefore:
 
     cni_chains: list[str] = field(default_factory=list)
     netns: list[str] = field(default_factory=list)
-    cni_cache_existed: bool = False
+    #: host folders the runtime and the kubelet create when missing (and which existed)
+    existing_dirs: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path) -> HostBefore | None:
@@ -113,7 +115,7 @@ def up(layout: Layout, log: Log, *, registry_only: bool = False) -> ClusterStatu
         HostBefore(
             cni_chains=[c for c in iptables_chains() if c in CNI_CHAINS],
             netns=netns_entries(),
-            cni_cache_existed=CNI_CACHE.exists(),
+            existing_dirs=[str(d) for d in HOST_DIRS if d.exists()],
         ).save(_before_path(layout))
     registry.start(layout, log)
     if registry_only:
@@ -217,8 +219,13 @@ def remove_pod_traces(layout: Layout, before: HostBefore) -> None:
     if CNI_CACHE.is_dir():
         for cached in CNI_CACHE.glob("results/liftlock-*"):
             cached.unlink(missing_ok=True)
-        if not before.cni_cache_existed:
-            subprocess.run(["rm", "-rf", str(CNI_CACHE)], check=False)
+    for folder in HOST_DIRS:
+        if str(folder) in before.existing_dirs or not folder.is_dir():
+            continue
+        # Made by this cluster's runtime: gone again once nothing else lives in it.
+        leftovers = [p for p in folder.rglob("*") if not p.is_dir()]
+        if not leftovers:
+            subprocess.run(["rm", "-r", str(folder)], check=False)
 
 
 def mounts_under(folder: Path) -> list[str]:

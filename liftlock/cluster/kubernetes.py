@@ -131,7 +131,7 @@ def start_etcd(layout: Layout) -> None:
             binary("etcd"), "--name=liftlock", f"--data-dir={data}",
             f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
             f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=liftlock={peer}", "--listen-metrics-urls=",
+            f"--initial-cluster=liftlock={peer}",
             "--log-level=warn", "--unsafe-no-fsync",
         ]
     )  # fmt: skip

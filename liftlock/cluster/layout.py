@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 #: the one embedded cluster of this machine: a bridge, a pod range and a kubelet port are global
 CLUSTER_NAME = "liftlock"
 CONTEXT_NAME = "liftlock-embedded"
-NODE_NAME = "liftlock-node"
+
+
+def loopback_hostname() -> str:
+    """The node's name: the API server reaches the kubelet by it (it serves on 127.0.0.1 only),
+    so it must resolve to loopback: this machine's hostname when it does, else `localhost`."""
+    name = socket.gethostname().lower()
+    try:
+        resolved = socket.gethostbyname(name)
+    except OSError:
+        return "localhost"
+    return name if resolved.startswith("127.") else "localhost"
+
+
+NODE_NAME = loopback_hostname()
 BRIDGE = "liftlock0"
 #: pods get addresses here; the bridge holds .1 (the node IP), with no route off the machine
 POD_SUBNET = "10.244.0.0/24"

@@ -1,10 +1,10 @@
 """The processes of the embedded cluster: started detached, tracked by PID file, stopped by PID.
 
 Every component (registry, containerd, etcd, ...) runs in its own session with its output in
-`logs/<component>.log`; `pids/<component>.pid` holds the PID it was started with, and the
-command line, so a stale PID file never makes `down` signal an unrelated process that reused the
-number. Waiting for a component polls a check while the process is alive; an error names the
-component and the tail of its log.
+`logs/<component>.log`; `pids/<component>.pid` holds the PID it was started with and that
+process's start time (stable across `exec`, unlike its command line), so a stale PID file never
+makes `down` signal an unrelated process that reused the number. Waiting for a component polls
+a check while the process is alive; an error names the component and the tail of its log.
 """
 
 from __future__ import annotations
@@ -54,17 +54,15 @@ class Component:
         return self.run_dir / "logs" / f"{self.name}.log"
 
     def pid(self) -> int | None:
-        """The PID this setup started, when that process still runs (same command line)."""
+        """The PID this setup started, when that process still runs (same start time)."""
         try:
-            pid_text, _, cmdline = self.pid_file.read_text(encoding="utf-8").partition("\n")
+            pid_text, _, started = self.pid_file.read_text(encoding="utf-8").partition("\n")
             pid = int(pid_text)
         except (OSError, ValueError):
             return None
-        try:
-            running = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            return None
-        return pid if running == cmdline else None
+        return (
+            pid if started.strip() and start_time(pid) == started.strip() and _alive(pid) else None
+        )
 
     def running(self) -> bool:
         return self.pid() is not None
@@ -85,15 +83,7 @@ class Component:
                 )
             except OSError as error:
                 raise ClusterError(f"{self.name}: cannot run {command[0]} ({error})") from error
-        # The kernel's view of the command line, to recognise the process later.
-        deadline = time.monotonic() + 2
-        cmdline = ""
-        while time.monotonic() < deadline and not cmdline:
-            with contextlib.suppress(OSError):
-                cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().decode(errors="replace")
-            if not cmdline:
-                time.sleep(0.01)
-        self.pid_file.write_text(f"{process.pid}\n{cmdline}", encoding="utf-8")
+        self.pid_file.write_text(f"{process.pid}\n{start_time(process.pid)}", encoding="utf-8")
         return process.pid
 
     def wait_until(self, ready: Callable[[], bool], *, what: str, timeout: float = 120) -> None:
@@ -133,6 +123,14 @@ class Component:
                 time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
         return pid
+
+
+def start_time(pid: int) -> str:
+    """When the process started, in clock ticks since boot (/proc/<pid>/stat field 22)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
 
 
 def _alive(pid: int) -> bool:

@@ -84,7 +84,7 @@ def test_a_stale_pid_file_never_signals_another_process(tmp_path: Path) -> None:
     try:
         stale = Component("stale", tmp_path)
         stale.pid_file.parent.mkdir(parents=True)
-        stale.pid_file.write_text(f"{other.pid}\nsomething-else\0")  # same PID, other command
+        stale.pid_file.write_text(f"{other.pid}\n1")  # same PID, started at another time
         assert stale.pid() is None
         assert stale.stop() is None
         time.sleep(0.1)
