@@ -231,6 +231,7 @@ def test_down_leaves_the_host_as_it_was(cluster: RunningCluster, model_rollout: 
     assert after.netns == cluster.before.netns
     assert after.cgroups == cluster.before.cgroups
     assert after.sysctls == cluster.before.sysctls
+    assert after.folders == cluster.before.folders
     assert not embedded.status(layout).running
     # ... and the data stays: the next up is warm.
     assert any(Path(layout.registry_data).iterdir())

@@ -59,6 +59,8 @@ class HostState:
     netns: list[str]
     cgroups: list[str]
     sysctls: dict[str, str]
+    #: folders the runtime or the kubelet would create: there or not
+    folders: dict[str, bool]
 
     @classmethod
     def capture(cls) -> HostState:
@@ -70,4 +72,8 @@ class HostState:
         netns = sorted(p.name for p in netns_dir.iterdir()) if netns_dir.is_dir() else []
         cgroups = sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods"))
         sysctls = {name: _read(Path("/proc/sys") / name) for name in WATCHED_SYSCTLS}
-        return cls(links, mounts, _iptables_rules(), netns, cgroups, sysctls)
+        folders = {
+            name: Path(name).exists()
+            for name in ("/run/netns", "/var/log/containers", "/var/lib/cni", "/var/lib/kubelet")
+        }
+        return cls(links, mounts, _iptables_rules(), netns, cgroups, sysctls, folders)
