@@ -192,3 +192,22 @@ def test_the_container_is_ready_and_predicts_like_the_model(
         assert "Application shutdown complete" in container.logs().decode()
     finally:
         container.remove(force=True)
+
+
+def test_registry_digest_is_the_manifest_digest_the_registry_holds(tmp_path) -> None:
+    import hashlib
+
+    import httpx
+
+    from liftlock.cluster.pause import OCI_MANIFEST, push_pause_image
+
+    with running_registry(tmp_path / "registry") as layout:
+        reference = push_pause_image(layout.registry, tmp_path / "pause")
+        repository, tag = reference.rsplit(":", 1)
+        manifest = httpx.get(
+            f"http://{layout.registry}/v2/{repository.split('/', 1)[1]}/manifests/{tag}",
+            headers={"Accept": OCI_MANIFEST},
+        ).content
+        assert registry_digest(reference) == "sha256:" + hashlib.sha256(manifest).hexdigest()
+        assert registry_digest(f"{repository}:no-such-tag") is None
+    assert registry_digest(reference) is None, "a stopped registry holds nothing"
