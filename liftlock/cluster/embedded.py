@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,9 @@ from liftlock.cluster import kubernetes, pause, registry, runtime
 from liftlock.cluster.layout import BRIDGE, CONTEXT_NAME, NODE_NAME, Layout
 from liftlock.cluster.process import ClusterError, Component, Log, run
 
-CNI_CHAINS = ("CNI-FORWARD", "CNI-ADMIN")
+#: iptables chains the CNI plugins, kube-proxy and the kubelet (canaries) create
+CHAIN_PREFIXES = ("CNI-", "KUBE-")
+IPTABLES_TABLES = ("filter", "nat", "mangle")
 NETNS_DIR = Path("/run/netns")
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
 CNI_CACHE = Path("/var/lib/cni")
@@ -36,7 +39,8 @@ HOST_DIRS = (NETNS_DIR, CONTAINER_LOG_LINKS, CNI_CACHE)
 class HostBefore:
     """What the host had before the first `up`: `down` removes only what is new."""
 
-    cni_chains: list[str] = field(default_factory=list)
+    #: `table/chain` of every CNI-/KUBE- chain that existed
+    chains: list[str] = field(default_factory=list)
     netns: list[str] = field(default_factory=list)
     #: host folders the runtime and the kubelet create when missing (and which existed)
     existing_dirs: list[str] = field(default_factory=list)
@@ -53,9 +57,19 @@ class HostBefore:
         path.write_text(json.dumps(self.__dict__), encoding="utf-8")
 
 
-def iptables_chains() -> list[str]:
-    done = subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=False)
-    return [line.split()[1] for line in done.stdout.splitlines() if line.startswith("-N ")]
+def iptables_rules(table: str) -> list[str]:
+    done = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True)
+    return done.stdout.splitlines()
+
+
+def cluster_chains() -> list[str]:
+    """`table/chain` of the chains named like the cluster's (CNI-*, KUBE-*)."""
+    return [
+        f"{table}/{line.split()[1]}"
+        for table in IPTABLES_TABLES
+        for line in iptables_rules(table)
+        if line.startswith("-N ") and line.split()[1].startswith(CHAIN_PREFIXES)
+    ]
 
 
 def netns_entries() -> list[str]:
@@ -113,7 +127,7 @@ def up(layout: Layout, log: Log, *, registry_only: bool = False) -> ClusterStatu
     layout.run_dir.mkdir(parents=True, exist_ok=True)
     if HostBefore.load(_before_path(layout)) is None:
         HostBefore(
-            cni_chains=[c for c in iptables_chains() if c in CNI_CHAINS],
+            chains=cluster_chains(),
             netns=netns_entries(),
             existing_dirs=[str(d) for d in HOST_DIRS if d.exists()],
         ).save(_before_path(layout))
@@ -192,17 +206,24 @@ def remove_cgroups() -> None:
                 folder.rmdir()
 
 
-def remove_cni_chains(before: HostBefore) -> None:
-    for chain in CNI_CHAINS:
-        if chain in before.cni_chains or chain not in iptables_chains():
+def remove_new_chains(before: HostBefore) -> None:
+    """Chains that appeared since the first `up` (what kube-proxy's clean-up leaves: CNI's,
+    the kubelet's canaries): unhook every jump to them, then flush and delete them."""
+    new = [c for c in cluster_chains() if c not in before.chains]
+    for table in IPTABLES_TABLES:
+        names = {c.split("/", 1)[1] for c in new if c.startswith(f"{table}/")}
+        if not names:
             continue
-        rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=False)
-        for line in rules.stdout.splitlines():
-            words = line.split()
-            if line.startswith("-A ") and "-j" in words and words[words.index("-j") + 1] == chain:
-                run(["iptables", "-D", *words[1:]], what=f"iptables: unhook {chain}")
-        run(["iptables", "-F", chain], what=f"iptables: flush {chain}")
-        run(["iptables", "-X", chain], what=f"iptables: delete {chain}")
+        for line in iptables_rules(table):
+            words = shlex.split(line)  # -S quotes comments
+            if not line.startswith("-A ") or words[1] in names or "-j" not in words:
+                continue
+            if words[words.index("-j") + 1] in names:
+                run(["iptables", "-t", table, "-D", *words[1:]], what=f"iptables: unhook {line}")
+        for name in names:
+            run(["iptables", "-t", table, "-F", name], what=f"iptables: flush {table}/{name}")
+        for name in names:
+            run(["iptables", "-t", table, "-X", name], what=f"iptables: delete {table}/{name}")
 
 
 def remove_pod_traces(layout: Layout, before: HostBefore) -> None:
@@ -259,7 +280,7 @@ def down(layout: Layout, log: Log) -> None:
     remove_cgroups()
     if runtime.delete_bridge():
         log(f"[cluster] bridge {BRIDGE}: deleted")
-    remove_cni_chains(before)
+    remove_new_chains(before)
     remove_pod_traces(layout, before)
     registry.stop(layout, log)
     _before_path(layout).unlink(missing_ok=True)
