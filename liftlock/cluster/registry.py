@@ -8,6 +8,7 @@ cluster's state folder (they survive `down`, so a rebuilt image pushes only chan
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 
@@ -73,14 +74,19 @@ def answers(layout: Layout) -> bool:
         return False
 
 
+def port_taken(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def start(layout: Layout, log: Log) -> None:
     registry = component(layout)
     if registry.running() and answers(layout):
         log(f"[cluster] registry: running on {layout.registry}")
         return
-    if answers(layout):
+    if answers(layout) or port_taken(layout.registry_port):
         raise ClusterError(
-            f"registry: something else already answers on {layout.registry}",
+            f"registry: something else already listens on {layout.registry}",
             hint="stop it, or set LIFTLOCK_REGISTRY_PORT to a free port",
         )
     binary = ensure_installed(log)
