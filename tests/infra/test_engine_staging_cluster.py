@@ -137,3 +137,37 @@ def test_a_failed_rollout_fails_up_naming_the_pods_reason(
     finally:
         staging.write_stack_values("staging", good)
         staging.up("staging")
+
+
+def test_the_cluster_target_rolls_out_on_the_embedded_cluster(
+    repo_root: Path,
+    cluster: RunningCluster,
+    image: str,
+    tmp_path: Path,
+) -> None:
+    """The `cluster` target (any kubeconfig) with readiness waiting on: Ready pods, no change on
+    a second up, nothing left after destroy."""
+    project = PulumiProject.copy_of(repo_root, tmp_path)
+    shutil.copytree(repo_root / "bundle", project.root / "bundle")
+    values = read_stack_file(project.stack_file("staging"))
+    values.pop("gitops")
+    values.update(
+        target="cluster",
+        namespace="liftlock-cluster-target",
+        bundleDigest=verify_bundle(repo_root / "bundle"),
+        image=image,
+        replicas=1,
+        kubeconfig=str(cluster.layout.kubeconfig),
+        kubeContext=CONTEXT_NAME,
+    )
+    values.pop("driftSchedule", None)
+    project.write_stack_values("staging", values)
+    project.init("staging")
+    try:
+        project.up("staging")
+        assert deployment_status(cluster, "liftlock-cluster-target")["status"]["readyReplicas"] == 1
+        project.up("staging", "--expect-no-changes")
+    finally:
+        project.destroy("staging")
+    gone = kubernetes.kubectl(cluster.layout, "get", "namespace", "liftlock-cluster-target")
+    assert gone.returncode != 0 or "Terminating" in gone.stdout
