@@ -66,7 +66,7 @@ def cronjob_starting_deadline(obj: KubeObject, ctx: RuleContext) -> Iterator[str
     kinds=WORKLOAD_KINDS,
     description="Every container requests and limits ephemeral storage, so one pod's logs and "
     "scratch files cannot fill the node's disk and evict its neighbours.",
-    fix="set resources.requests and resources.limits \"ephemeral-storage\" on every container",
+    fix='set resources.requests and resources.limits "ephemeral-storage" on every container',
 )
 def ephemeral_storage_set(obj: KubeObject, ctx: RuleContext) -> Iterator[str]:
     for container in containers(obj):
@@ -125,10 +125,11 @@ def replicas_spread(
             continue
         template = (spec.get("template") or {}).get("spec") or {}
         if not _spreads(template):
-            yield obj, (
+            problem = (
                 f"runs {replicas} replicas with no topologySpreadConstraints and no "
                 "podAntiAffinity on kubernetes.io/hostname"
             )
+            yield obj, problem
 
 
 RULES = (
