@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from policies.model import WORKLOAD_KINDS, KubeObject, RuleContext, containers, rule
+from policies.model import WORKLOAD_KINDS, KubeObject, RuleContext, containers, is_known, rule
 from policies.rules.reliability import SCALABLE_KINDS, _autoscalers_of
 
 HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
@@ -55,7 +55,10 @@ def cronjob_starting_deadline(obj: KubeObject, ctx: RuleContext) -> Iterator[str
     deadline = (obj.get("spec") or {}).get("startingDeadlineSeconds")
     if deadline is None:
         yield "has no spec.startingDeadlineSeconds"
-    elif not isinstance(deadline, int) or deadline <= 0:
+    elif not is_known(deadline):
+        return
+    # The engine hands numbers to the pack as floats (300.0); a manifest holds ints.
+    elif isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0:
         yield f"spec.startingDeadlineSeconds = {deadline!r}: must be a positive number of seconds"
 
 
@@ -121,8 +124,10 @@ def replicas_spread(
         replicas = spec.get("replicas")
         for hpa in _enabled_autoscalers(obj, objects):
             replicas = max(replicas or 0, (hpa.get("spec") or {}).get("minReplicas") or 1)
-        if not isinstance(replicas, int) or replicas < 2:
+        # Numbers reach the pack as floats (3.0).
+        if not isinstance(replicas, int | float) or isinstance(replicas, bool) or replicas < 2:
             continue
+        replicas = int(replicas)
         template = (spec.get("template") or {}).get("spec") or {}
         if not _spreads(template):
             problem = (

@@ -154,3 +154,19 @@ def test_an_autoscaler_with_no_room_scales_nothing(gates: Gates) -> None:
     objects[0]["spec"]["replicas"] = 3
     objects[-1]["spec"]["maxReplicas"] = 0
     assert problems(workloads.replicas_left_to_autoscaler, objects, gates) == []
+
+
+def test_numbers_the_engine_hands_over_as_floats_are_judged_like_ints(gates: Gates) -> None:
+    # In `pulumi preview --policy-pack`, 300 arrives as 300.0 and 3 replicas as 3.0.
+    cron = k8s.cron_job(starting_deadline=300)
+    cron["spec"]["startingDeadlineSeconds"] = 300.0
+    assert problems(workloads.cronjob_starting_deadline, [cron], gates) == []
+    objects = k8s.deployment(replicas=None), k8s.hpa()
+    deployment, hpa = (dict(o) for o in objects)
+    hpa["spec"] = {**hpa["spec"], "minReplicas": 3.0}
+    deployment["spec"]["template"]["spec"].pop("topologySpreadConstraints")
+    found = problems(workloads.replicas_spread, [deployment, hpa], gates)
+    assert found == [
+        "runs 3 replicas with no topologySpreadConstraints and no podAntiAffinity on "
+        "kubernetes.io/hostname"
+    ]
