@@ -14,7 +14,11 @@ BUNDLE ?= bundle
 # Runs a command under the engine environment (PATH, file:// backend, passphrase, plugin flags).
 ENGINE := eval "$$($(BIN)/liftlock env)" &&
 
-.PHONY: stacks test-infra image help bootstrap venv toolchain dockerd bundle test test-fast lint demo clean lock
+# What `make demo` runs on: the engine and the Kubernetes provider. The rest of the toolchain
+# (kube-apiserver + node, etcd, actionlint, kube-score) serves the tests and `liftlock cluster`.
+DEMO_TOOLS := pulumi kubernetes
+
+.PHONY: stacks test-infra image help bootstrap venv toolchain demo-tools dockerd bundle test test-fast lint demo clean lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,8 +33,11 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP) ## the Python virtual environment with liftlock and its pinned dependencies
 
-toolchain: venv ## build (or reuse) the pinned Go tools (pulumi, kubernetes provider, kube-apiserver, etcd, actionlint)
+toolchain: venv ## build (or reuse) the pinned Go tools (pulumi, kubernetes provider, kube-apiserver + node, etcd, actionlint, kube-score)
 	@LIFTLOCK_VENV_BIN=$(abspath $(BIN)) bash toolchain/build.sh
+
+demo-tools: venv ## build (or reuse) only the Go tools the demo uses ($(DEMO_TOOLS))
+	@LIFTLOCK_VENV_BIN=$(abspath $(BIN)) bash toolchain/build.sh $(DEMO_TOOLS)
 
 dockerd: ## make sure a local Docker engine is running (installs docker.io when missing)
 	@bash toolchain/dockerd.sh
@@ -51,11 +58,12 @@ lint: venv ## ruff + mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy liftlock ml policies infra
 
-demo: bootstrap dockerd ## the whole loop on the embedded default
+demo: demo-tools dockerd ## the whole loop on the embedded default
 	@$(ENGINE) $(BIN)/liftlock demo
 
-image: venv dockerd ## build the serving image of $(BUNDLE) (default bundle/), tagged by its digest
-	$(BIN)/python -m ml.serve.image --bundle $(BUNDLE)
+image: venv dockerd ## build the serving image of $(BUNDLE) (default bundle/) and push it to the embedded registry
+	$(BIN)/liftlock cluster up --registry-only
+	$(BIN)/python -m infra.components.image_builder --bundle $(BUNDLE)
 
 .PHONY: train
 train: venv ## reproduce the training pipeline (dvc repro) into bundle/ and push to the local remote

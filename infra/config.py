@@ -29,6 +29,8 @@ Exposure = Literal["internal", "public"]
 
 DEFAULT_BUNDLE_DIR = "bundle"
 DEFAULT_IMAGE_REPOSITORY = "liftlock-model"
+#: the embedded registry (`liftlock cluster up`); a team's own is one key: liftlock:registry
+DEFAULT_REGISTRY = "127.0.0.1:5000"
 DEFAULT_HOST_PORT = 8787
 DEFAULT_GITOPS_REVISION = "main"
 DEFAULT_ARGOCD_NAMESPACE = "argocd"
@@ -82,6 +84,15 @@ class GitOps:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ApplyTo:
+    """A render stack's second destination: the same objects applied to a cluster."""
+
+    kubeconfig: str
+    kube_context: str
+    rollout_timeout_seconds: int = 180
+
+
+@dataclass(frozen=True, kw_only=True)
 class StackConfig:
     """Everything the program needs to know about one stack, already validated."""
 
@@ -92,6 +103,7 @@ class StackConfig:
     bundle_dir: str = DEFAULT_BUNDLE_DIR
     image: str | None = None
     image_repository: str = DEFAULT_IMAGE_REPOSITORY
+    registry: str = DEFAULT_REGISTRY
     replicas: int = 1
     resources: Resources | None = None
     autoscaling: Autoscaling = field(default_factory=Autoscaling)
@@ -103,6 +115,7 @@ class StackConfig:
     drift_schedule: str | None = None
     namespace: str | None = None
     gitops: GitOps | None = None
+    apply_to: ApplyTo | None = None
 
     @property
     def is_kubernetes(self) -> bool:
@@ -282,6 +295,11 @@ def rule_problems(values: Mapping[str, Any]) -> list[str]:
     target = values.get("target")
     if target in ("render", "cluster") and "hostPort" in values:
         problems.append(f"{NAMESPACE}:hostPort: only the docker target uses it (target={target})")
+    if target != "render" and "applyTo" in values:
+        problems.append(
+            f"{NAMESPACE}:applyTo: only the render target uses it (target={target}); "
+            "the cluster target applies through liftlock:kubeconfig and liftlock:kubeContext"
+        )
     if target in ("docker", "render") and ("kubeContext" in values or "kubeconfig" in values):
         key = "kubeContext" if "kubeContext" in values else "kubeconfig"
         problems.append(
@@ -337,6 +355,13 @@ def _build(values: Mapping[str, Any], *, stack: str) -> StackConfig:
             revision=values["gitops"].get("revision", DEFAULT_GITOPS_REVISION),
             argocd_namespace=values["gitops"].get("argocdNamespace", DEFAULT_ARGOCD_NAMESPACE),
         )
+    apply_to = None
+    if "applyTo" in values:
+        apply_to = ApplyTo(
+            kubeconfig=values["applyTo"]["kubeconfig"],
+            kube_context=values["applyTo"]["kubeContext"],
+            rollout_timeout_seconds=int(values["applyTo"].get("rolloutTimeoutSeconds", 180)),
+        )
     return StackConfig(
         stack=stack,
         target=values["target"],
@@ -347,6 +372,7 @@ def _build(values: Mapping[str, Any], *, stack: str) -> StackConfig:
         bundle_dir=values.get("bundleDir", DEFAULT_BUNDLE_DIR),
         image=values.get("image"),
         image_repository=values.get("imageRepository", DEFAULT_IMAGE_REPOSITORY),
+        registry=values.get("registry", DEFAULT_REGISTRY),
         replicas=int(values.get("replicas", 1)),
         resources=resources,
         autoscaling=autoscaling,
@@ -358,6 +384,7 @@ def _build(values: Mapping[str, Any], *, stack: str) -> StackConfig:
         drift_schedule=values.get("driftSchedule"),
         namespace=values.get("namespace"),
         gitops=gitops,
+        apply_to=apply_to,
     )
 
 

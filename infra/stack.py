@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,13 @@ from infra.components.drift_monitor import DriftMonitor, DriftMonitorArgs
 from infra.components.gitops_application import GitOpsApplication, GitOpsApplicationArgs
 from infra.components.local_service import LocalService, LocalServiceArgs
 from infra.components.model_image import ModelImage, ModelImageArgs, build_context_hash
-from infra.components.model_service import OBJECT_NAME, ModelService, ModelServiceArgs
+from infra.components.model_service import (
+    OBJECT_NAME,
+    SERVICE_PORT,
+    ModelService,
+    ModelServiceArgs,
+)
+from infra.components.smoke_check import SmokeCheck, SmokeCheckArgs
 from infra.config import StackConfig, StackConfigError
 from infra.kubeconfig import check_cluster_reachable
 from infra.lineage import (
@@ -70,6 +77,9 @@ def declare_docker_stack(config: StackConfig, root: Path) -> StackOutputs:
         f"{config.stack}-model-image",
         args=ModelImageArgs(
             repository=config.image_repository,
+            registry=config.registry,
+            # A Pulumi secret: encrypted in state, masked in output.
+            credentials=pulumi.Config("liftlock").get_secret("registryCredentials"),
             bundle_digest=digest,
             bundle_dir=bundle_dir,
             context_hash=build_context_hash(bundle_dir),
@@ -88,7 +98,7 @@ def declare_docker_stack(config: StackConfig, root: Path) -> StackOutputs:
         target=config.target,
         service_url=service.url,
         bundle_digest=digest,
-        image=image.tag,
+        image=image.reference,
         render_dir=None,
     )
 
@@ -118,6 +128,53 @@ def kubernetes_provider(config: StackConfig, root: Path) -> k8s.Provider:
     )
 
 
+def declare_applied_copy(
+    config: StackConfig,
+    root: Path,
+    digest: str,
+    declare_workloads: Callable[[str, pulumi.ResourceOptions], ModelService],
+) -> None:
+    """The rendered objects again, through a provider on `applyTo`'s cluster: the Kubernetes
+    provider waits for the rollout (a failure names the pods' reasons) within the timeout, then
+    one prediction goes through a port-forward."""
+    assert config.apply_to is not None and config.namespace and config.image
+    kubeconfig = Path(config.apply_to.kubeconfig).expanduser()
+    if not kubeconfig.is_absolute():
+        kubeconfig = root / kubeconfig
+    context = config.apply_to.kube_context
+    if not pulumi.runtime.is_dry_run():
+        # A preview on a machine whose cluster is down still shows the render.
+        check_cluster_reachable(kubeconfig, context)
+    provider = k8s.Provider(
+        f"{config.stack}-cluster-kubernetes",
+        kubeconfig=str(kubeconfig),
+        context=context,
+        delete_unreachable=True,
+    )
+    timeout = f"{config.apply_to.rollout_timeout_seconds}s"
+    applied = declare_workloads(
+        f"{config.stack}-cluster",
+        pulumi.ResourceOptions(
+            providers={"kubernetes": provider},
+            custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout),
+        ),
+    )
+    SmokeCheck(
+        f"{config.stack}-cluster-smoke",
+        args=SmokeCheckArgs(
+            kubeconfig=str(kubeconfig),
+            context=context,
+            namespace=applied.namespace_name,
+            service=applied.service_name,
+            port=SERVICE_PORT,
+            image=config.image,
+            bundle_digest=digest,
+            bundle_dir=(root / config.bundle_dir).resolve(),
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[applied]),
+    )
+
+
 def declare_kubernetes_stack(config: StackConfig, root: Path) -> StackOutputs:
     assert config.bundle_digest and config.image and config.namespace and config.resources
     digest, manifest = find_bundle_manifest(
@@ -134,42 +191,55 @@ def declare_kubernetes_stack(config: StackConfig, root: Path) -> StackOutputs:
     )
     labels = object_labels(config, lineage)
     annotations = object_annotations(lineage)
-    provider = kubernetes_provider(config, root)
-    opts = pulumi.ResourceOptions(providers={"kubernetes": provider})
-    service = ModelService(
-        f"{config.stack}-model",
-        args=ModelServiceArgs(
-            namespace=config.namespace,
-            image=config.image,
-            replicas=config.replicas,
-            resources=config.resources,
-            autoscaling=config.autoscaling,
-            exposure=config.exposure,
-            bundle_manifest=json.dumps(manifest, indent=2, sort_keys=True),
-            labels=labels,
-            annotations=annotations,
-            selector=selector_labels(config),
-            wait_for_ready=config.wait_for_ready,
-        ),
-        opts=opts,
-    )
-    if config.drift_schedule:
-        DriftMonitor(
-            f"{config.stack}-drift",
-            args=DriftMonitorArgs(
-                namespace=service.namespace_name,
+    manifest_text = json.dumps(manifest, indent=2, sort_keys=True)
+
+    def declare_workloads(prefix: str, opts: pulumi.ResourceOptions) -> ModelService:
+        assert config.image and config.namespace and config.resources
+        service = ModelService(
+            f"{prefix}-model",
+            args=ModelServiceArgs(
+                namespace=config.namespace,
                 image=config.image,
-                schedule=config.drift_schedule,
-                # The image sets LIFTLOCK_BUNDLE; the server exposes what it served at /v1/inputs.
-                command=["liftlock", "drift", "--inputs", service.service_url],
+                replicas=config.replicas,
+                resources=config.resources,
+                autoscaling=config.autoscaling,
+                exposure=config.exposure,
+                bundle_manifest=manifest_text,
                 labels=labels,
                 annotations=annotations,
-                model_selector=selector_labels(config),
-                service_account_name=OBJECT_NAME,
+                selector=selector_labels(config),
                 wait_for_ready=config.wait_for_ready,
             ),
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[service])),
+            opts=opts,
         )
+        if config.drift_schedule:
+            DriftMonitor(
+                f"{prefix}-drift",
+                args=DriftMonitorArgs(
+                    namespace=service.namespace_name,
+                    image=config.image,
+                    schedule=config.drift_schedule,
+                    # The image sets LIFTLOCK_BUNDLE; the server exposes what it served at
+                    # /v1/inputs.
+                    command=["liftlock", "drift", "--inputs", service.service_url],
+                    labels=labels,
+                    annotations=annotations,
+                    model_selector=selector_labels(config),
+                    service_account_name=OBJECT_NAME,
+                    wait_for_ready=config.wait_for_ready,
+                ),
+                opts=pulumi.ResourceOptions.merge(
+                    opts, pulumi.ResourceOptions(depends_on=[service])
+                ),
+            )
+        return service
+
+    provider = kubernetes_provider(config, root)
+    service = declare_workloads(
+        config.stack, pulumi.ResourceOptions(providers={"kubernetes": provider})
+    )
+    if config.target == "render" and config.apply_to is not None:
+        declare_applied_copy(config, root, digest, declare_workloads)
     if config.target == "render" and config.gitops is not None:
         assert config.render_dir is not None and config.argocd_render_dir is not None
         argocd_provider = k8s.Provider(

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "preview",
     "repro-check",
     "demo",
+    "cluster",
 ]
 
 app = typer.Typer(

@@ -334,7 +334,12 @@ def wait_ready(url: str, timeout_s: float) -> float:
 
 
 def run_demo(root: Path, env: dict[str, str], echo: Callable[[str], None]) -> Demo:
+    from liftlock.cluster import registry
+    from liftlock.cluster.layout import Layout
+
     demo = Demo(root=root, env=env, echo=echo)
+    # dev pushes its image to the embedded registry; staging and prod pin that digest.
+    registry.start(Layout.default(), echo)
     demo.step(1, "train: dvc repro", "bundle/", demo.train)
     demo.step(
         2,

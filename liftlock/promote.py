@@ -83,23 +83,6 @@ def source_bundle(root: Path, source: str) -> tuple[Path, str, Any]:
     return folder, digest, config
 
 
-def local_image_id(reference: str) -> str | None:
-    """The image ID (sha256:…) of a local Docker image, or None when it is not there."""
-    try:
-        import docker
-        from docker.errors import DockerException
-    except ImportError:
-        return None
-    try:
-        client = docker.from_env()
-        try:
-            return str(client.images.get(reference).id)
-        finally:
-            client.close()
-    except DockerException:  # ImageNotFound is one, and so is an engine that is not running
-        return None
-
-
 def resolve_image(
     source_config: Any, target_config: Any, digest: str, explicit: str | None
 ) -> str | None:
@@ -112,23 +95,26 @@ def resolve_image(
                 f"--image {explicit!r} is not pinned by digest (repo@sha256:<64 hex>)"
             )
         return explicit
-    current = target_config.image or ""
-    repository = current.split("@", 1)[0].rsplit(":", 1)[0] if current else None
     if source_config is not None and source_config.bundle_digest == digest:
         match = _PINNED.match(source_config.image or "")
         if match:
             return str(source_config.image)  # the image the source stack runs for this bundle
-    from infra.components.model_image import image_tag
+    # Build once, promote by digest: the manifest digest the registry holds for the image the
+    # docker stack (dev) built and pushed for this bundle.
+    from infra.components.image_builder import image_tag, registry_digest, registry_repository
+    from infra.config import DEFAULT_IMAGE_REPOSITORY, DEFAULT_REGISTRY
 
-    local_repository = source_config.image_repository if source_config else "liftlock-model"
-    tag = image_tag(local_repository, digest)
-    image_id = local_image_id(tag)
-    if image_id is None:
+    repository = source_config.image_repository if source_config else DEFAULT_IMAGE_REPOSITORY
+    registry = source_config.registry if source_config else DEFAULT_REGISTRY
+    tag = image_tag(digest, registry_repository(registry, repository))
+    manifest_digest = registry_digest(tag)
+    if manifest_digest is None:
         raise ConfigError(
-            f"no image for bundle {digest12(digest)}: {tag} is not on the local Docker engine",
-            hint="build it with `pulumi up --stack dev`, or pass --image repo@sha256:<64 hex>",
+            f"no image for bundle {digest12(digest)}: the registry has no {tag}",
+            hint="start the registry (`liftlock cluster up`) and build and push the image with "
+            "`pulumi up --stack dev`, or pass --image <registry>/<repo>@sha256:<64 hex>",
         )
-    return f"{repository or local_repository}@{image_id}"
+    return f"{tag.rpartition(':')[0]}@{manifest_digest}"
 
 
 def git_commit_id(root: Path) -> str | None:

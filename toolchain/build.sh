@@ -15,7 +15,7 @@ set -euo pipefail
 
 # Build order. A component's install() may use tools built before it (kubernetes installs its
 # plugin with pulumi), so named components are also built in this order.
-ORDER=(pulumi kubernetes kube-apiserver etcd actionlint)
+ORDER=(pulumi kubernetes kube-apiserver etcd actionlint kube-score)
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
@@ -157,6 +157,29 @@ if [[ -n "${LIFTLOCK_SYSTEM_PULUMI:-}" ]]; then
   for c in "${components[@]}"; do [[ "$c" == pulumi ]] || kept+=("$c"); done
   components=("${kept[@]}")
 fi
+
+# Before any cold build: which tools will be compiled and about how long that takes.
+plan_builds() {
+  local c planned=() minutes=0
+  for c in "$@"; do
+    (
+      BINARY="" VERSION=""
+      # shellcheck disable=SC1091
+      source "$here/$c/build.env"
+      all_built "$cache/$c-$VERSION-$(cache_key "$here/$c")" ||
+        echo "$c $(awk -v c="$c" '$1 == c {print $2}' "$here/cold-build-minutes")"
+    )
+  done | {
+    while read -r c m; do
+      planned+=("$c (~$m min)")
+      [[ "$m" =~ ^[0-9]+$ ]] && minutes=$((minutes + m))
+    done
+    if [[ ${#planned[@]} -gt 0 ]]; then
+      step "cold builds ahead: ${planned[*]}; about $minutes min in all on 2 cores (Go, from the module proxy; cached afterwards, outside the work tree)"
+    fi
+  }
+}
+command -v go >/dev/null && plan_builds "${components[@]}"
 
 total=$(date +%s)
 for c in "${components[@]}"; do build_component "$c"; done

@@ -13,6 +13,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.components.model_service import (
+    EPHEMERAL_STORAGE_LIMIT,
+    EPHEMERAL_STORAGE_REQUEST,
     SERVICE_PORT,
     engine_annotations,
     restricted_container_security,
@@ -20,6 +22,8 @@ from infra.components.model_service import (
 )
 
 OBJECT_NAME = "liftlock-drift"
+#: a run that could not start within this long after its time is skipped, not queued
+STARTING_DEADLINE_SECONDS = 300
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,8 +72,16 @@ class DriftMonitor(pulumi.ComponentResource):
                     image_pull_policy="IfNotPresent",
                     command=list(args.command),
                     resources=k8s.core.v1.ResourceRequirementsArgs(
-                        requests={"cpu": "100m", "memory": "128Mi"},
-                        limits={"cpu": "500m", "memory": "256Mi"},
+                        requests={
+                            "cpu": "100m",
+                            "memory": "128Mi",
+                            "ephemeral-storage": EPHEMERAL_STORAGE_REQUEST,
+                        },
+                        limits={
+                            "cpu": "500m",
+                            "memory": "256Mi",
+                            "ephemeral-storage": EPHEMERAL_STORAGE_LIMIT,
+                        },
                     ),
                     security_context=restricted_container_security(),
                     volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
@@ -86,6 +98,7 @@ class DriftMonitor(pulumi.ComponentResource):
             metadata=metadata(OBJECT_NAME),
             spec=k8s.batch.v1.CronJobSpecArgs(
                 schedule=args.schedule,
+                starting_deadline_seconds=STARTING_DEADLINE_SECONDS,
                 concurrency_policy="Forbid",
                 successful_jobs_history_limit=3,
                 failed_jobs_history_limit=3,

@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
 
-#: nobody:nogroup, as the serving image declares (ml/serve/container/Dockerfile)
+#: nobody:nogroup, as the serving image declares (infra/components/container/Dockerfile)
 RUN_AS = "65534:65534"
 READY_TIMEOUT_SECONDS = 90.0
 MANAGED_LABEL = "liftlock.io/managed-by"

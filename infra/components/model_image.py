@@ -1,10 +1,14 @@
-"""ModelImage: the serving image with the bundle baked in, built on the local Docker engine.
+"""ModelImage: the serving image with the bundle baked in, built on the local Docker engine and
+pushed to a registry.
 
 A dynamic provider (the pulumi-docker plugin cannot be obtained here) that builds through
-`ml.serve.image.build_image` (the `docker` Python package, offline, from a local base image).
-The diff looks only at the build context's content hash and the bundle digest (and the tag they
-imply), so an unchanged bundle and context mean no change; the tag is derived from the bundle
-digest; delete removes that tag and nothing else.
+`image_builder.build_image` (the `docker` Python package, offline, from a local base image) and
+pushes through `image_builder.push_image`. Its output `reference` is
+`<registry>/<repository>@sha256:<manifest digest>`, the digest the registry returned: the one
+reference dev runs and promote carries to staging and prod. The diff looks only at the build
+context's content hash, the bundle digest and the registry (and the tag they imply), so an
+unchanged bundle and context mean no change; delete removes the local tag and nothing else
+(the registry keeps what was pushed: a promoted stack may still run it).
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateRes
 _REBUILD_KEYS = ("context_hash", "bundle_digest", "bundle_dir")
 
 
-def image_tag(repository: str, bundle_digest: str) -> str:
-    """`liftlock-model:b-<first 12 hex of the bundle digest>` (as ml.serve.image tags it)."""
-    from ml.serve.image import image_tag as serve_image_tag
+def image_tag(repository: str, bundle_digest: str, registry: str = "") -> str:
+    """`[<registry>/]<repository>:b-<first 12 hex of the bundle digest>`."""
+    from infra.components.image_builder import image_tag as builder_image_tag
+    from infra.components.image_builder import registry_repository
 
-    return serve_image_tag(bundle_digest, repository)
+    return builder_image_tag(bundle_digest, registry_repository(registry, repository))
 
 
 def context_hash(files: Iterable[Path], *, root: Path) -> str:
@@ -55,15 +60,15 @@ def context_files(root: Path, includes: Iterable[str]) -> list[Path]:
     return sorted(found)
 
 
-#: What the server in the image runs from, among what `ml.serve.image` packs into its wheel
+#: What the server in the image runs from, among what the image builder packs into its wheel
 #: (README, policies/ and infra/ ride along but never run there, so they do not force a rebuild).
 RUNTIME_SOURCES = ("pyproject.toml", "requirements.lock", "liftlock", "ml")
 
 
 def build_context_hash(bundle_dir: Path) -> str:
     """Content hash of what the serving image is made of: the server's sources and pins, the
-    Dockerfile and the bundle (see ml.serve.image.build_image)."""
-    from ml.serve.image import CONTAINER_DIR, REPO_ROOT
+    Dockerfile and the bundle (see image_builder.build_image)."""
+    from infra.components.image_builder import CONTAINER_DIR, REPO_ROOT
 
     sources = context_files(REPO_ROOT, RUNTIME_SOURCES)
     sources.append(CONTAINER_DIR / "Dockerfile")
@@ -84,7 +89,7 @@ def _log_to_stderr(line: str) -> None:
 
 
 class ModelImageProvider(ResourceProvider):
-    """Builds with `docker build`; id = the tag."""
+    """Builds with `docker build`, pushes with `docker push`; id = the tag."""
 
     serialize_as_secret_always = False
 
@@ -93,14 +98,12 @@ class ModelImageProvider(ResourceProvider):
         import requests.exceptions
         import urllib3.exceptions
 
-        from ml.serve.image import build_image
+        from infra.components.image_builder import build_image, push_image
 
         try:
-            image_id = build_image(
-                Path(props["bundle_dir"]),
-                props["tag"],
-                repository=props["repository"],
-                log=_log_to_stderr,
+            built = build_image(Path(props["bundle_dir"]), props["tag"], log=_log_to_stderr)
+            reference = push_image(
+                built.tag, credentials=props.get("credentials"), log=_log_to_stderr
             )
         except (
             docker.errors.DockerException,
@@ -111,7 +114,7 @@ class ModelImageProvider(ResourceProvider):
                 f"building {props['tag']}: the Docker engine failed or went away ({error}); "
                 "check it runs (`make dockerd`), then `pulumi up` again"
             ) from error
-        return {**props, "image_id": image_id}
+        return {**props, "image_id": built.image_id, "reference": reference}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._build(props)
@@ -121,6 +124,8 @@ class ModelImageProvider(ResourceProvider):
         if olds.get("tag") != news.get("tag") or olds.get("repository") != news.get("repository"):
             return DiffResult(changes=True, replaces=["tag"], delete_before_replace=False)
         changed = [key for key in _REBUILD_KEYS if olds.get(key) != news.get(key)]
+        if not changed and not olds.get("reference"):
+            changed.append("reference")  # state from before images were pushed
         if not changed and not self._image_present(olds):
             changed.append("image_id")
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
@@ -149,41 +154,53 @@ class ModelImageProvider(ResourceProvider):
 @dataclass(frozen=True, kw_only=True)
 class ModelImageArgs:
     repository: str
+    #: where the image is pushed: `127.0.0.1:5000` (the embedded registry) or your own
+    registry: str
     bundle_digest: str
     bundle_dir: Path
     #: content hash of everything the build reads (see build_context_hash)
     context_hash: str
+    #: `user:token` for the registry, a Pulumi secret (liftlock:registryCredentials)
+    credentials: pulumi.Input[str] | None = None
 
 
 class _ModelImageResource(pulumi.dynamic.Resource, module="liftlock", name="ModelImage"):
     image_id: pulumi.Output[str]
     tag: pulumi.Output[str]
+    reference: pulumi.Output[str]
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
-        super().__init__(ModelImageProvider(), name, {**props, "image_id": None}, opts)
+        super().__init__(
+            ModelImageProvider(), name, {**props, "image_id": None, "reference": None}, opts
+        )
 
 
 class ModelImage(pulumi.ComponentResource):
     image_id: pulumi.Output[str]
     tag: pulumi.Output[str]
+    #: `<registry>/<repository>@sha256:<manifest digest>`
+    reference: pulumi.Output[str]
 
     def __init__(
         self, name: str, *, args: ModelImageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("liftlock:ml:ModelImage", name, None, opts)
         child = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=self))
-        tag = image_tag(args.repository, args.bundle_digest)
-        built = _ModelImageResource(
-            f"{name}-build",
-            {
-                "repository": args.repository,
-                "tag": tag,
-                "bundle_digest": args.bundle_digest,
-                "bundle_dir": str(args.bundle_dir),
-                "context_hash": args.context_hash,
-            },
-            child,
-        )
+        tag = image_tag(args.repository, args.bundle_digest, args.registry)
+        props: dict[str, Any] = {
+            "repository": args.repository,
+            "registry": args.registry,
+            "tag": tag,
+            "bundle_digest": args.bundle_digest,
+            "bundle_dir": str(args.bundle_dir),
+            "context_hash": args.context_hash,
+        }
+        if args.credentials is not None:
+            props["credentials"] = pulumi.Output.secret(args.credentials)
+        built = _ModelImageResource(f"{name}-build", props, child)
         self.image_id = built.image_id
         self.tag = built.tag
-        self.register_outputs({"image_id": self.image_id, "tag": self.tag})
+        self.reference = built.reference
+        self.register_outputs(
+            {"image_id": self.image_id, "tag": self.tag, "reference": self.reference}
+        )

@@ -18,10 +18,14 @@ from infra.config import Autoscaling, Exposure, Resources
 SERVICE_PORT = 8080
 # The Open Inference Protocol's gRPC service (ml/serve/v2/grpc_service.py)
 GRPC_PORT = 8081
-#: the serving image runs as nobody:nogroup (ml/serve/container/Dockerfile)
+#: the serving image runs as nobody:nogroup (infra/components/container/Dockerfile)
 RUN_AS_USER = 65534
 OBJECT_NAME = "liftlock-model"
 SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
+#: scratch space and logs per container: requested and capped, so no pod fills the node's disk
+EPHEMERAL_STORAGE_REQUEST = "64Mi"
+EPHEMERAL_STORAGE_LIMIT = "256Mi"
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 DELETION_POLICY_ANNOTATION = "pulumi.com/deletionPropagationPolicy"
 
 
@@ -64,8 +68,33 @@ def restricted_container_security() -> k8s.core.v1.SecurityContextArgs:
 
 def resource_requirements(resources: Resources) -> k8s.core.v1.ResourceRequirementsArgs:
     return k8s.core.v1.ResourceRequirementsArgs(
-        requests={"cpu": resources.requests.cpu, "memory": resources.requests.memory},
-        limits={"cpu": resources.limits.cpu, "memory": resources.limits.memory},
+        requests={
+            "cpu": resources.requests.cpu,
+            "memory": resources.requests.memory,
+            "ephemeral-storage": EPHEMERAL_STORAGE_REQUEST,
+        },
+        limits={
+            "cpu": resources.limits.cpu,
+            "memory": resources.limits.memory,
+            "ephemeral-storage": EPHEMERAL_STORAGE_LIMIT,
+        },
+    )
+
+
+def spread_across_nodes(selector: dict[str, str]) -> k8s.core.v1.AffinityArgs:
+    """Prefer one replica per node (preferred: a single-node cluster still runs them all)."""
+    return k8s.core.v1.AffinityArgs(
+        pod_anti_affinity=k8s.core.v1.PodAntiAffinityArgs(
+            preferred_during_scheduling_ignored_during_execution=[
+                k8s.core.v1.WeightedPodAffinityTermArgs(
+                    weight=100,
+                    pod_affinity_term=k8s.core.v1.PodAffinityTermArgs(
+                        topology_key=HOSTNAME_TOPOLOGY,
+                        label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                    ),
+                )
+            ]
+        )
     )
 
 
@@ -165,7 +194,9 @@ class ModelService(pulumi.ComponentResource):
             f"{name}-deployment",
             metadata=metadata(OBJECT_NAME),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=args.replicas,
+                # An enabled autoscaler owns the count: a replicas field here would reset it
+                # on every sync.
+                replicas=None if args.autoscaling.enabled else args.replicas,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=args.selector),
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(
                     type="RollingUpdate",
@@ -181,6 +212,9 @@ class ModelService(pulumi.ComponentResource):
                         service_account_name=account.metadata.name,
                         automount_service_account_token=False,
                         security_context=restricted_pod_security(),
+                        affinity=spread_across_nodes(args.selector)
+                        if minimum_replicas(args.replicas, args.autoscaling) >= 2
+                        else None,
                         containers=[container],
                         volumes=[
                             k8s.core.v1.VolumeArgs(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from policies.model import Rule
-from policies.rules import governance, ml, reliability, security, supply_chain
+from policies.rules import governance, ml, reliability, security, supply_chain, workloads
 
-DOMAINS = (security, reliability, supply_chain, governance, ml)
+DOMAINS = (security, reliability, workloads, supply_chain, governance, ml)
 
 
 def all_rules() -> tuple[Rule, ...]:

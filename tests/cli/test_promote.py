@@ -99,9 +99,9 @@ def test_dry_run_and_refusals_change_no_file(clone: Path, run: Run) -> None:
     assert code == 0, out
     assert "dry run: would set liftlock:bundleDigest=" in out
     assert not git(clone, "status", "--porcelain", "--", "stacks", "promotions")
-    # Without --image and without a locally built image, staging has no image to pin.
+    # Without --image and with no image pushed for the bundle, staging has no image to pin.
     code, out = run("promote", "workspace", "staging", "--no-preview")
-    assert code == 2 and "is not on the local Docker engine" in out
+    assert code == 2 and "the registry has no" in out and "liftlock cluster up" in out
     code, out = run("promote", "workspace", "staging", "--no-preview", "--image", "repo:latest")
     assert code == 2 and "not pinned by digest" in out
     assert not git(clone, "status", "--porcelain", "--", "stacks", "promotions")

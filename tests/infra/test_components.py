@@ -80,7 +80,12 @@ def test_render_stack_declares_the_model_service_through_its_render_provider(
             f"{resource.urn}: explicit provider {expected.name} expected, got {resource.provider}"
         )
     deployment = run.one(DEPLOYMENT)
-    assert deployment.inputs["spec"]["replicas"] == values["replicas"], deployment.urn
+    # An enabled autoscaler owns the count: no replicas field for it to fight (prod).
+    expected = None if values["autoscaling"]["enabled"] else values["replicas"]
+    assert deployment.inputs["spec"].get("replicas") == expected, deployment.urn
+    spread = deployment.inputs["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = spread["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname", deployment.urn
     assert run.outputs == {
         "target": "render",
         "service_url": f"http://liftlock-model.{values['namespace']}.svc.cluster.local:8080",
@@ -142,7 +147,10 @@ def test_model_deployment_probes_resources_and_bundle_manifest(
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready", deployment.urn
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live", deployment.urn
     assert [port["name"] for port in container["ports"]] == ["http", "grpc"], deployment.urn
-    assert container["resources"] == values["resources"], deployment.urn
+    assert container["resources"] == {
+        group: {**values["resources"][group], "ephemeral-storage": storage}
+        for group, storage in (("requests", "64Mi"), ("limits", "256Mi"))
+    }, deployment.urn
     assert container["image"] == values["image"], deployment.urn
     config_map = run.one("kubernetes:core/v1:ConfigMap")
     assert '"files"' in config_map.inputs["data"]["bundle.json"], config_map.urn
@@ -217,7 +225,11 @@ def test_dev_builds_the_image_from_the_bundle_and_runs_it_locally(
     run = run_program("dev", as_pulumi_config(values), root)
     assert kubernetes_objects(run) == [] and run.of_type(PROVIDER) == [], "dev needs no cluster"
     image = run.one("pulumi-python:dynamic/liftlock:ModelImage")
-    assert image.inputs["tag"] == f"{values['imageRepository']}:b-{digest[7:19]}", image.urn
+    registry = values.get("registry", "127.0.0.1:5000")
+    assert image.inputs["tag"] == f"{registry}/{values['imageRepository']}:b-{digest[7:19]}", (
+        image.urn
+    )
+    assert image.inputs["registry"] == registry, image.urn
     assert image.inputs["bundle_digest"] == digest, image.urn
     assert image.inputs["context_hash"].startswith("sha256:"), image.urn
     container = run.one("pulumi-python:dynamic/liftlock:LocalService")

@@ -91,3 +91,30 @@ def test_quantities_compare_across_units() -> None:
     assert cpu_millicores("0.5") < cpu_millicores("600m")
     assert memory_bytes("1Gi") == memory_bytes("1024Mi")
     assert memory_bytes("1G") < memory_bytes("1Gi")
+
+
+def test_a_render_stack_may_also_apply_to_a_cluster() -> None:
+    values = {
+        **stack_values("render", DIGEST),
+        "applyTo": {"kubeconfig": "~/.cache/liftlock/cluster/kubeconfig", "kubeContext": "x"},
+    }
+    config = parse_stack_config(values, stack="staging", decode=False)
+    assert config.apply_to is not None
+    assert config.apply_to.kube_context == "x"
+    assert config.apply_to.rollout_timeout_seconds == 180
+    docker = {**stack_values("docker", DIGEST), "applyTo": values["applyTo"]}
+    with pytest.raises(StackConfigError, match="liftlock:applyTo: only the render target"):
+        parse_stack_config(docker, stack="dev", decode=False)
+    with pytest.raises(StackConfigError, match=r"liftlock:applyTo\.kubeContext"):
+        parse_stack_config(
+            {**values, "applyTo": {"kubeconfig": "k"}}, stack="staging", decode=False
+        )
+
+
+def test_the_registry_defaults_to_the_embedded_one_and_is_one_key() -> None:
+    dev = parse_stack_config(stack_values("docker", DIGEST), stack="dev", decode=False)
+    assert dev.registry == "127.0.0.1:5000"
+    own = {**stack_values("docker", DIGEST), "registry": "ghcr.io/acme"}
+    assert parse_stack_config(own, stack="dev", decode=False).registry == "ghcr.io/acme"
+    with pytest.raises(StackConfigError, match="liftlock:registry"):
+        parse_stack_config({**own, "registry": "https://ghcr.io/acme"}, stack="dev", decode=False)

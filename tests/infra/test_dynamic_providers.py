@@ -16,11 +16,13 @@ NEW_DIGEST = "sha256:" + "b" * 64
 def image_props(**changes: Any) -> dict[str, Any]:
     props = {
         "repository": "liftlock-model",
-        "tag": image_tag("liftlock-model", DIGEST),
+        "registry": "127.0.0.1:5000",
+        "tag": image_tag("liftlock-model", DIGEST, "127.0.0.1:5000"),
         "bundle_digest": DIGEST,
         "bundle_dir": "/repo/bundle",
         "context_hash": "sha256:" + "c" * 64,
         "image_id": "sha256:" + "d" * 64,
+        "reference": "127.0.0.1:5000/liftlock-model@sha256:" + "e" * 64,
     }
     return {**props, **changes}
 
@@ -35,6 +37,14 @@ def image_provider(monkeypatch: pytest.MonkeyPatch) -> ModelImageProvider:
 def test_unchanged_bundle_and_context_is_no_change(image_provider: ModelImageProvider) -> None:
     result = image_provider.diff("id", image_props(), image_props())
     assert not result.changes
+
+
+def test_state_from_before_pushing_builds_and_pushes_again(
+    image_provider: ModelImageProvider,
+) -> None:
+    old = image_props()
+    del old["reference"]
+    assert image_provider.diff("id", old, image_props()).changes
 
 
 def test_new_bundle_means_a_new_tag_and_a_replacement(image_provider: ModelImageProvider) -> None:

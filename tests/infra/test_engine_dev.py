@@ -1,4 +1,5 @@
-"""dev on the real engine and the local Docker engine: build, run, call, rebuild, destroy."""
+"""dev on the real engine, the local Docker engine and a real registry: build, push, run, call,
+rebuild, destroy."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import Any
 
 import pytest
 
+from infra.components.image_builder import registry_digest
 from infra.config import read_stack_file
 from ml.bundle import MANIFEST, sha256_file, verify_bundle
 from ml.errors import BundleError
+from tests.helpers.registry import running_registry
 from tests.infra.engine import PulumiProject
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine, pytest.mark.docker]
@@ -75,14 +78,20 @@ def dev(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
         pytest.fail(f"no model bundle in the checkout ({error}); run `make bundle` (dvc repro)")
     project = PulumiProject.copy_of(repo_root, tmp_path_factory.mktemp("dev"))
     shutil.copytree(repo_root / "bundle", project.root / "bundle")
-    values = read_stack_file(project.stack_file("dev"))
-    values.update(hostPort=free_port(), imageRepository=REPOSITORY)
-    project.write_stack_values("dev", values)
-    project.init("dev")
-    try:
-        yield project
-    finally:
-        project.run("destroy", "--stack", "dev", "--yes", "--skip-preview", check=False)
+    with running_registry(tmp_path_factory.mktemp("registry")) as registry:
+        values = read_stack_file(project.stack_file("dev"))
+        values.update(hostPort=free_port(), imageRepository=REPOSITORY, registry=registry.registry)
+        project.write_stack_values("dev", values)
+        project.init("dev")
+        try:
+            yield project
+        finally:
+            project.run("destroy", "--stack", "dev", "--yes", "--skip-preview", check=False)
+
+
+def local_tag(project: PulumiProject, bundle_digest: str) -> str:
+    registry = read_stack_file(project.stack_file("dev"))["registry"]
+    return f"{registry}/{REPOSITORY}:b-{bundle_digest[7:19]}"
 
 
 def test_up_builds_the_image_and_the_model_answers_on_loopback(dev: PulumiProject) -> None:
@@ -93,7 +102,9 @@ def test_up_builds_the_image_and_the_model_answers_on_loopback(dev: PulumiProjec
     answer = predict(outputs["serviceUrl"], dev.root / "bundle")
     assert answer["model"] == outputs["bundleDigest"], answer
     assert len(answer["predictions"]) == 1
-    assert outputs["image"] == f"{REPOSITORY}:b-{outputs['bundleDigest'][7:19]}"
+    # The reference staging and prod will run: the registry's manifest digest of the push.
+    tag = local_tag(dev, outputs["bundleDigest"])
+    assert outputs["image"] == f"{tag.rsplit(':', 1)[0]}@{registry_digest(tag)}"
     container = docker_client().containers.get(f"{REPOSITORY}-dev")
     host = container.attrs["HostConfig"]
     assert host["ReadonlyRootfs"] is True and host["NetworkMode"] == "host"
@@ -131,16 +142,18 @@ def test_new_bundle_rebuilds_the_image_and_replaces_the_container(dev: PulumiPro
     assert after["bundleDigest"] == digest != before["bundleDigest"]
     assert predict(after["serviceUrl"], dev.root / "bundle")["model"] == digest
     assert client.containers.get(f"{REPOSITORY}-dev").id != old_container
-    tags = {tag for image in client.images.list(name=REPOSITORY) for tag in image.tags}
-    assert before["image"] not in tags, f"the old tag {before['image']} must be removed"
-    assert after["image"] in tags
+    assert after["image"] != before["image"]
+    tags = {tag for image in client.images.list() for tag in image.tags}
+    old_tag = local_tag(dev, before["bundleDigest"])
+    assert old_tag not in tags, f"the old tag {old_tag} must be removed"
+    assert local_tag(dev, digest) in tags
 
 
 def test_destroy_removes_the_container_and_the_tag(dev: PulumiProject) -> None:
     client = docker_client()
-    image = dev.outputs("dev")["image"]
+    image = local_tag(dev, dev.outputs("dev")["bundleDigest"])
     dev.destroy("dev")
     names = [container.name for container in client.containers.list(all=True)]
     assert f"{REPOSITORY}-dev" not in names
-    tags = {tag for found in client.images.list(name=REPOSITORY) for tag in found.tags}
+    tags = {tag for found in client.images.list() for tag in found.tags}
     assert image not in tags

@@ -22,7 +22,18 @@ def metadata(name: str) -> dict[str, Any]:
     return {"name": name, "namespace": "liftlock-prod", "labels": dict(LABELS)}
 
 
-def deployment(replicas: int = 3) -> dict[str, Any]:
+SPREAD = [
+    {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": dict(POD_LABELS)},
+    }
+]
+
+
+def deployment(replicas: int | None = 3) -> dict[str, Any]:
+    """replicas=None: the field left out (an autoscaler scales it)."""
     container = {
         "name": "model",
         "image": IMAGE,
@@ -30,8 +41,8 @@ def deployment(replicas: int = 3) -> dict[str, Any]:
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
         "resources": {
-            "requests": {"cpu": "250m", "memory": "256Mi"},
-            "limits": {"cpu": "1", "memory": "512Mi"},
+            "requests": {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "64Mi"},
+            "limits": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "256Mi"},
         },
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -39,12 +50,13 @@ def deployment(replicas: int = 3) -> dict[str, Any]:
             "readOnlyRootFilesystem": True,
         },
     }
+    replica_field = {} if replicas is None else {"replicas": replicas}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata("model"),
         "spec": {
-            "replicas": replicas,
+            **replica_field,
             "selector": {"matchLabels": dict(POD_LABELS)},
             "template": {
                 "metadata": {"labels": dict(POD_LABELS)},
@@ -55,6 +67,7 @@ def deployment(replicas: int = 3) -> dict[str, Any]:
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [container],
+                    "topologySpreadConstraints": SPREAD,
                     "volumes": [{"name": "tmp", "emptyDir": {}}],
                 },
             },
@@ -103,7 +116,23 @@ def hpa() -> dict[str, Any]:
 
 
 def prod_stack() -> list[dict[str, Any]]:
-    return [deployment(), service(), config_map(), pdb(), hpa()]
+    return [deployment(replicas=None), service(), config_map(), pdb(), hpa()]
+
+
+def cron_job(starting_deadline: int | None = 300) -> dict[str, Any]:
+    """The drift monitor's shape: a CronJob whose pod runs the model image."""
+    template = deployment()["spec"]["template"]
+    deadline = {} if starting_deadline is None else {"startingDeadlineSeconds": starting_deadline}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata("drift"),
+        "spec": {
+            "schedule": "7 * * * *",
+            **deadline,
+            "jobTemplate": {"spec": {"template": template}},
+        },
+    }
 
 
 def container_of(obj: dict[str, Any]) -> dict[str, Any]:

@@ -60,7 +60,8 @@ def project(tmp_path: Path) -> Path:
     from tests.policies import objects as k8s
 
     payload = {
-        "deployment": k8s.deployment(),
+        # The HPA below scales it: no replicas field (replicas-left-to-autoscaler).
+        "deployment": k8s.deployment(replicas=None),
         "service": k8s.service(),
         "pdb": k8s.pdb(),
         "hpa": k8s.hpa(),

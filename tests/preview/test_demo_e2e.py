@@ -1,7 +1,8 @@
 """`liftlock demo` (what `make demo` runs) end to end on a fresh clone with its own backend.
 
-The clone's dev stack gets its own image repository and host port, so the test cannot collide
-with a dev container of the checkout; the dev stack is destroyed at the end.
+The clone's dev stack gets its own image repository, host port and embedded registry (a state
+folder and port of its own, stopped at the end), so the test cannot collide with a dev container
+or registry of the checkout; the dev stack is destroyed at the end.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.registry import running_registry
 from tests.preview.project_clone import ProjectClone
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine, pytest.mark.docker]
@@ -27,13 +29,34 @@ EXPECTED_CHANGES = re.compile(
 def demo_run(tmp_path_factory: pytest.TempPathFactory, repo_root: Path):
     clone = ProjectClone.make(repo_root, tmp_path_factory.mktemp("demo-e2e"))
     port = clone.isolate_docker_stack("dev", "liftlock-model-demo-e2e")
-    clone.commit_all("test: dev on its own port and image repository")
-    try:
-        output = clone.liftlock("demo", timeout=1800)
-        print(output)  # shown with -s, or when a test fails
-        yield clone, output, port
-    finally:
-        clone.pulumi("destroy", "--yes", "--stack", "dev", check=False, timeout=600)
+    state = tmp_path_factory.mktemp("demo-e2e-cluster")
+    with pytest.MonkeyPatch.context() as env, running_registry(state) as registry:
+        # The demo finds this registry running (same state folder and port) and pushes there.
+        env.setenv("LIFTLOCK_CLUSTER_DIR", str(state))
+        env.setenv("LIFTLOCK_REGISTRY_PORT", str(registry.registry_port))
+        dev = clone.root / "stacks" / "Pulumi.dev.yaml"
+        dev.write_text(
+            dev.read_text(encoding="utf-8").replace(
+                "config:\n", f"config:\n  liftlock:registry: {registry.registry}\n", 1
+            ),
+            encoding="utf-8",
+        )
+        gates = clone.root / "policies" / "gates.yaml"
+        allowed = "      - 127.0.0.1:5000\n"
+        assert allowed in gates.read_text(encoding="utf-8"), "gates.yaml allows the registry"
+        gates.write_text(
+            gates.read_text(encoding="utf-8").replace(
+                allowed, f"{allowed}      - {registry.registry}\n", 1
+            ),
+            encoding="utf-8",
+        )
+        clone.commit_all("test: dev on its own port, image repository and registry")
+        try:
+            output = clone.liftlock("demo", timeout=1800)
+            print(output)  # shown with -s, or when a test fails
+            yield clone, output, port
+        finally:
+            clone.pulumi("destroy", "--yes", "--stack", "dev", check=False, timeout=600)
 
 
 def test_every_step_reports_its_time(demo_run):

@@ -23,8 +23,12 @@ COMPONENTS = {
     "kube-apiserver": "v1.37.2",
     "etcd": "v3.6.6",
     "actionlint": "1.7.12",
+    "kube-score": "v1.20.0",
 }
-LINKED = ("pulumi", "kube-apiserver", "kube-controller-manager", "etcd", "actionlint")
+LINKED = (
+    "pulumi", "kube-apiserver", "kube-controller-manager", "kubelet", "kubectl", "etcd",
+    "actionlint", "kube-score",
+)  # fmt: skip
 
 
 def _checkout(tmp_path: Path) -> Path:
@@ -57,7 +61,7 @@ def test_unknown_component_is_named(tmp_path: Path) -> None:
     result = _build(_checkout(tmp_path), "pulumi", "kubectl")
     assert result.returncode == 2
     assert "no component 'kubectl'" in result.stderr
-    assert "pulumi kubernetes kube-apiserver etcd actionlint" in result.stderr
+    assert "pulumi kubernetes kube-apiserver etcd actionlint kube-score" in result.stderr
     assert not (tmp_path / "checkout" / ".tools" / "bin" / "pulumi").exists()
 
 
@@ -78,6 +82,17 @@ def test_a_changed_pin_is_not_served_from_the_cache(tmp_path: Path) -> None:
     result = _build(root, "actionlint")
     assert result.returncode == 4
     assert "actionlint 1.7.12: not in the cache" in result.stderr
+    # Before compiling anything the script says what it will build and about how long it takes.
+    assert "cold builds ahead: actionlint (~1 min); about 1 min in all" in result.stdout
+
+
+def test_every_component_has_an_expected_cold_build_time() -> None:
+    listed = {
+        line.split()[0]
+        for line in (REPO_ROOT / "toolchain" / "cold-build-minutes").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert listed == set(COMPONENTS)
 
 
 @pytest.mark.slow

@@ -53,6 +53,16 @@ def test_etcd_reports_the_pinned_version() -> None:
     assert "etcd Version: 3.6.6" in _run_tool("etcd", "--version").splitlines()
 
 
-@pytest.mark.parametrize("name", ["kube-apiserver", "kube-controller-manager"])
+@pytest.mark.parametrize(
+    "name", ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"]
+)
 def test_kubernetes_binaries_report_the_pinned_version(name: str) -> None:
     assert _run_tool(name, "--version").strip() == "Kubernetes v1.37.2"
+
+
+def test_kubectl_reports_the_pinned_version() -> None:
+    assert "Client Version: v1.37.2" in _run_tool("kubectl", "version", "--client")
+
+
+def test_kube_score_reports_the_pinned_version() -> None:
+    assert _run_tool("kube-score", "version").startswith("kube-score version: v1.20.0")

@@ -1,21 +1,28 @@
-"""Build the serving image: one verified bundle baked into a non-root, read-only-friendly image.
+"""Build the serving image and push it: one verified bundle baked into a non-root image.
 
-No image registry is reachable, so nothing is pulled:
+The image builder of `ModelImage` (infra/components/model_image.py): a build step, not part of
+the server. No outside image registry is reachable, so nothing is pulled:
 
 1. The base image is made here: `debootstrap --variant=minbase --include=python3,python3-venv
    bookworm` from the Debian mirror apt already uses, then `docker import`. It is tagged
    `liftlock-base:bookworm-<key>` where the key hashes the recipe, so it is built once per machine.
 2. A wheelhouse of `liftlock[serve]`'s dependencies is downloaded from PyPI on the host (pinned by
    pyproject.toml and requirements.lock), cached under ~/.cache/liftlock/wheelhouse/<key>.
-3. The build context holds the Dockerfile (ml/serve/container/Dockerfile), the wheels, a wheel of
-   liftlock itself and the bundle; `docker build` runs with `network_mode="none"` and installs
-   with `pip --no-index`.
+3. The build context holds the Dockerfile (infra/components/container/Dockerfile), the
+   dependency wheels, a wheel of liftlock itself (built reproducibly: SOURCE_DATE_EPOCH, so the
+   same sources give the same bytes and Docker reuses the layer) and the bundle; `docker build`
+   runs with `network_mode="none"` and installs with `pip --no-index`. Dependencies, liftlock and
+   the bundle are three layers: a new bundle rebuilds and pushes only the last one.
+4. `push_image` pushes the tag to a registry (the embedded one on 127.0.0.1:5000 by default) and
+   returns `<registry>/<repository>@sha256:<manifest digest>`, the digest the registry computed:
+   the reference dev, staging and prod all run.
 
-    build_image(bundle_dir, tag=None, *, repository="liftlock-model", log=print) -> image id
+    build_image(bundle_dir, tag=None, *, repository="liftlock-model", log=print) -> BuiltImage
+    push_image(tag, *, credentials=None, log=print) -> "<registry>/<repo>@sha256:..."
 
-is what `make image`, `python -m ml.serve.image` and the Pulumi ModelImage provider call. The tag
-defaults to `liftlock-model:b-<first 12 hex of the bundle digest>`; the image carries the full
-digest in the label `org.liftlock.bundle-digest`.
+`make image` and `python -m infra.components.image_builder` call both. The tag defaults to
+`<repository>:b-<first 12 hex of the bundle digest>`; the image carries the full bundle digest in
+the label `org.liftlock.bundle-digest`.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from ml.bundle import verify_bundle
 from ml.errors import MLError
 
 REPOSITORY = "liftlock-model"
+#: the embedded registry (`liftlock cluster up` runs it); a stack's liftlock:registry overrides it
+DEFAULT_REGISTRY = "127.0.0.1:5000"
 BASE_REPOSITORY = "liftlock-base"
 DIGEST_LABEL = "org.liftlock.bundle-digest"
 TAG_PREFIX = "b-"
@@ -50,16 +59,27 @@ BASE_RECIPE_VERSION = "1"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 CONTAINER_DIR = Path(__file__).with_name("container")
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Any fixed time: the wheel's zip entries carry it instead of "now", so unchanged sources give
+# an identical wheel (and Docker a cache hit on its layer).
+WHEEL_EPOCH = "315532800"
 # What the liftlock wheel is built from (copied aside, so the work tree gets no build/ folder).
 SOURCE_ITEMS = ("pyproject.toml", "README.md", "liftlock", "ml", "policies", "infra")
 
 Log = Callable[[str], None]
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class ImageBuildError(MLError):
     """The serving image could not be built."""
 
     exit_code = 6
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    image_id: str
+    tag: str
+    bundle_digest: str
 
 
 @dataclass(frozen=True)
@@ -77,8 +97,13 @@ def cache_dir() -> Path:
 
 
 def image_tag(bundle_digest: str, repository: str = REPOSITORY) -> str:
-    """`liftlock-model:b-<first 12 hex of the bundle digest>` (infra's ModelImage uses the same)."""
+    """`<repository>:b-<first 12 hex of the bundle digest>` (ModelImage and promote use it)."""
     return f"{repository}:{TAG_PREFIX}{bundle_digest.split(':', 1)[-1][:TAG_HEX_CHARS]}"
+
+
+def registry_repository(registry: str, repository: str) -> str:
+    """`127.0.0.1:5000` + `liftlock-model` -> `127.0.0.1:5000/liftlock-model`."""
+    return f"{registry.rstrip('/')}/{repository}" if registry else repository
 
 
 def _run(command: list[str], what: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -277,6 +302,7 @@ def build_liftlock_wheel(out_dir: Path, root: Path = REPO_ROOT) -> Path:
                 "--no-deps", "--wheel-dir", str(out_dir), str(source),
             ],
             "pip wheel liftlock",
+            env={**os.environ, "SOURCE_DATE_EPOCH": WHEEL_EPOCH},
         )  # fmt: skip
     wheels = sorted(out_dir.glob("liftlock-*.whl"))
     if not wheels:
@@ -297,7 +323,8 @@ def _link_or_copy(source: Path, target: Path) -> None:
 def prepare_build_context(
     bundle_dir: Path, context_dir: Path, *, client: Any, log: Log = print
 ) -> BuildContext:
-    """Verify the bundle and lay out everything `docker build` needs, offline, in context_dir."""
+    """Verify the bundle and lay out everything `docker build` needs, offline, in context_dir:
+    wheels/ (dependencies + requirements.txt), app/ (the liftlock wheel), bundle/."""
     digest = verify_bundle(bundle_dir)
     base = ensure_base_image(client, log)
     house = ensure_wheelhouse(log=log)
@@ -305,7 +332,10 @@ def prepare_build_context(
     wheels.mkdir(parents=True, exist_ok=True)
     for wheel in house.glob("*.whl"):
         _link_or_copy(wheel, wheels / wheel.name)
-    build_liftlock_wheel(wheels)
+    shutil.copy2(house / "requirements.txt", wheels / "requirements.txt")
+    app = context_dir / "app"
+    app.mkdir()
+    build_liftlock_wheel(app)
     shutil.copytree(bundle_dir, context_dir / "bundle")
     shutil.copy2(CONTAINER_DIR / "Dockerfile", context_dir / "Dockerfile")
     return BuildContext(
@@ -338,8 +368,8 @@ def build_image(
     *,
     repository: str = REPOSITORY,
     log: Log = print,
-) -> str:
-    """Build the serving image for one bundle; return the image id (`sha256:...`).
+) -> BuiltImage:
+    """Build the serving image for one bundle on the local engine.
 
     Verifies the bundle first (BundleError on any altered file), builds the base image and the
     wheelhouse when missing, then runs an offline `docker build`. Tags the image `tag` or
@@ -370,16 +400,107 @@ def build_image(
                 f"docker build {final_tag} failed: {error.msg}\n{''.join(lines)[-3000:]}"
             ) from error
     log(f"[image] {final_tag} = {image.id} (bundle {context.bundle_digest})")
-    return str(image.id)
+    return BuiltImage(image_id=str(image.id), tag=final_tag, bundle_digest=context.bundle_digest)
+
+
+def parse_credentials(credentials: str | None) -> dict[str, str] | None:
+    """`user:token` (liftlock:registryCredentials, a Pulumi secret) -> docker's auth_config."""
+    if not credentials:
+        return None
+    username, sep, password = credentials.partition(":")
+    if not sep or not username:
+        raise ImageBuildError(
+            "liftlock:registryCredentials is not `user:token`",
+            hint="pulumi config set --secret liftlock:registryCredentials '<user>:<token>'",
+        )
+    return {"username": username, "password": password}
+
+
+def push_image(tag: str, *, credentials: str | None = None, log: Log = print) -> str:
+    """Push `<registry>/<repository>:<tag>` and return `<registry>/<repository>@sha256:<digest>`,
+    the manifest digest the registry answered (what a cluster pulls and promote moves)."""
+    client = docker_client()
+    repository, _, version = tag.rpartition(":")
+    if "/" not in repository:
+        raise ImageBuildError(f"cannot push {tag}: it names no registry (<registry>/<repo>:<tag>)")
+    registry = repository.split("/", 1)[0]
+    log(f"[image] docker push {tag} ...")
+    digest = ""
+    problems: list[str] = []
+    try:
+        for event in client.api.push(
+            repository,
+            tag=version,
+            stream=True,
+            decode=True,
+            auth_config=parse_credentials(credentials),
+        ):
+            if "error" in event:
+                problems.append(str(event["error"]))
+            digest = str((event.get("aux") or {}).get("Digest", digest))
+    except Exception as error:  # requests' ConnectionError when the engine goes away
+        problems.append(str(error))
+    if problems or not DIGEST_RE.match(digest):
+        raise ImageBuildError(
+            f"docker push {tag} to the registry {registry} failed: "
+            f"{'; '.join(problems) or 'no digest in its answer'}",
+            hint=f"is the registry running? `liftlock cluster up` starts the embedded one on "
+            f"{DEFAULT_REGISTRY}; for your own registry set liftlock:registry and "
+            "liftlock:registryCredentials (a secret)",
+        )
+    reference = f"{repository}@{digest}"
+    log(f"[image] pushed {reference}")
+    return reference
+
+
+_MANIFEST_TYPES = ", ".join(
+    (
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.index.v1+json",
+    )
+)
+
+
+def registry_digest(tag: str, *, timeout: float = 5) -> str | None:
+    """The manifest digest a registry holds for `<registry>/<repository>:<tag>` (an anonymous
+    HEAD of the distribution API; plain HTTP for 127.0.0.1, HTTPS elsewhere), None when the
+    registry does not answer or has no such tag."""
+    import urllib.error
+    import urllib.request
+
+    repository, _, version = tag.rpartition(":")
+    registry, _, name = repository.partition("/")
+    if not name:
+        return None
+    scheme = "http" if registry.split(":", 1)[0] in ("127.0.0.1", "localhost") else "https"
+    request = urllib.request.Request(
+        f"{scheme}://{registry}/v2/{name}/manifests/{version}",
+        method="HEAD",
+        headers={"Accept": _MANIFEST_TYPES},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            digest = str(answer.headers.get("Docker-Content-Digest", ""))
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return digest if DIGEST_RE.match(digest) else None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ml.serve.image", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.components.image_builder", description=__doc__
+    )
     parser.add_argument("--bundle", type=Path, default=Path("bundle"), help="bundle directory")
-    parser.add_argument("--tag", help="image tag (default liftlock-model:b-<digest prefix>)")
+    parser.add_argument("--registry", default=DEFAULT_REGISTRY, help="registry to push to")
+    parser.add_argument("--no-push", action="store_true", help="build only (local tag)")
     args = parser.parse_args(argv)
     try:
-        build_image(args.bundle, args.tag)
+        repository = REPOSITORY if args.no_push else registry_repository(args.registry, REPOSITORY)
+        built = build_image(args.bundle, repository=repository)
+        if not args.no_push:
+            print(push_image(built.tag))
     except MLError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

@@ -1,0 +1,1 @@
+"""The embedded registry and single-node cluster (`liftlock cluster`): start, stop, status."""
