@@ -121,7 +121,9 @@ def test_a_hand_edit_to_deploy_prod_fails_the_check_naming_file_and_field(clone,
     relative = deployment.relative_to(clone.root).as_posix()
 
     def hand_edit() -> None:
-        deployment.write_text(deployment.read_text().replace("replicas: 3", "replicas: 5"))
+        text = deployment.read_text()
+        assert 'cpu: "1"' in text, "prod's cpu limit moved: pick another field to hand-edit"
+        deployment.write_text(text.replace('cpu: "1"', 'cpu: "2"'))
 
     data, markdown, result = preview_of(
         clone, base, hand_edit, "--no-gates", "--fail-on-policy", check=False
@@ -129,7 +131,10 @@ def test_a_hand_edit_to_deploy_prod_fails_the_check_naming_file_and_field(clone,
     prod = stack(data, "prod")
     assert result.returncode == 1, result.stderr
     assert prod["manifests_verdict"] == "out-of-sync" and prod["rendered_in_sync"] is False
-    problem = f"{relative}: spec.replicas (5 committed, 3 rendered)"
+    problem = (
+        f"{relative}: spec.template.spec.containers[0].resources.limits.cpu (2 committed, "
+        "1 rendered)"
+    )
     assert prod["manifest_problems"] == [problem]
     assert problem in result.stderr and "❌ hand edited" in markdown
     assert fields(prod) == []  # the render is what the base committed: nothing to deploy

@@ -140,7 +140,9 @@ def test_a_render_that_differs_from_the_preview_is_refused_naming_the_file(deplo
     work, merged, run = deploy_job
     merged(preview_comment(committed_tree()))
     deployment = next((work / "deploy" / "prod").rglob("*deployment*"))
-    deployment.write_text(deployment.read_text().replace("replicas: 3", "replicas: 4"))
+    hand_edited = deployment.read_text().replace('cpu: "1"', 'cpu: "2"')
+    assert hand_edited != deployment.read_text()
+    deployment.write_text(hand_edited)
     (work / "deploy" / "prod" / "1-manifest" / "v1-configmap-extra.yaml").write_text("x: 1\n")
     application = next((work / "deploy" / "argocd" / "prod").rglob("*.yaml"))
     application.unlink()
