@@ -164,8 +164,16 @@ def read_stack_file(path: Path) -> dict[str, Any]:
     """
     if not path.is_file():
         raise StackConfigError(str(path), [f"{path}: no such stack file"])
-    with path.open(encoding="utf-8") as handle:
-        document = yaml.safe_load(handle) or {}
+    try:
+        with path.open(encoding="utf-8") as handle:
+            document = yaml.safe_load(handle) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "the file"
+        problem = getattr(error, "problem", None) or "syntax error"
+        raise StackConfigError(str(path), [f"{where}: not valid YAML ({problem})"]) from None
+    if not isinstance(document, dict):
+        raise StackConfigError(str(path), ["the file must be a mapping with a 'config' key"])
     config = document.get("config") or {}
     if not isinstance(config, dict):
         raise StackConfigError(str(path), ["key 'config' must be a mapping of key to value"])

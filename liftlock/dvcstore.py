@@ -1,0 +1,144 @@
+"""DVC outputs by their hash: what the gate judges is fetched by the hash a record names.
+
+A stack pins a bundle digest; its promotion record names the DVC hash of that bundle folder (and
+of the data split it was evaluated on). Both directions use a throwaway DVC project
+that shares the checkout's cache and default remote: `store_folders` copies a folder in, `dvc add`
+(the hash DVC gives it) and `dvc push`; `checkout_by_hash` writes a `.dvc` file naming each hash
+and runs `dvc pull` (from the cache, else the remote). The checkout's own `bundle/` is never what
+gets judged. DVC facts come from DVC commands only.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from liftlock.errors import BundleError, ToolMissingError
+from liftlock.run import run_command
+
+_HASH = re.compile(r"^[0-9a-f]{32}(\.dir)?$")
+
+
+def dvc_executable() -> str:
+    beside = Path(sys.executable).parent / "dvc"
+    found = str(beside) if beside.is_file() else shutil.which("dvc")
+    if not found:
+        raise ToolMissingError("dvc is not installed", hint="make venv (installs liftlock[train])")
+    return found
+
+
+def _dvc(args: list[str], cwd: Path, what: str) -> str:
+    result = run_command(
+        [dvc_executable(), *args], what=what, missing_hint="make venv", cwd=cwd, timeout=600
+    )
+    return result.stdout.strip()
+
+
+def _remote_url(root: Path) -> tuple[str, str] | None:
+    """(name, url) of the checkout's default remote, a relative path made absolute."""
+    name = _dvc(["remote", "default"], root, "read the default DVC remote").strip()
+    if not name:
+        return None
+    for line in _dvc(["remote", "list"], root, "list the DVC remotes").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == name:
+            url = parts[1]
+            if "://" not in url and not url.startswith("~") and not Path(url).is_absolute():
+                url = str((root / ".dvc" / url).resolve())
+            return name, url
+    return None
+
+
+def _scratch_project(root: Path, dest: Path) -> tuple[str, tuple[str, str] | None]:
+    """A throwaway DVC project in `dest` sharing the checkout's cache and default remote."""
+    dest.mkdir(parents=True, exist_ok=True)
+    cache = _dvc(["cache", "dir"], root, "find the DVC cache")
+    _dvc(["init", "--no-scm", "--quiet"], dest, "make a throwaway DVC project")
+    _dvc(["cache", "dir", "--local", cache], dest, "share the DVC cache")
+    _dvc(["config", "--local", "core.analytics", "false"], dest, "configure DVC")
+    remote = _remote_url(root)
+    if remote is not None:
+        _dvc(["remote", "add", "--local", "--default", *remote], dest, "add the remote")
+    return cache, remote
+
+
+def _flat(path: str) -> str:
+    return path.replace("/", "_")
+
+
+def store_folders(root: Path, folders: Mapping[str, Path], scratch: Path) -> StoreResult:
+    """Put each folder into the DVC cache (and push it to the default remote): `name -> md5`.
+
+    What a promotion records is then fetchable by its hash anywhere the remote is reachable.
+    """
+    _cache, remote = _scratch_project(root, scratch)
+    for name, folder in folders.items():
+        if not folder.is_dir():
+            raise BundleError(f"{folder}: no such folder to store in DVC")
+        shutil.copytree(folder, scratch / _flat(name))
+    _dvc(["add", "--quiet", *(_flat(name) for name in folders)], scratch, "add to the DVC cache")
+    hashes = {}
+    for name in folders:
+        document = yaml.safe_load((scratch / f"{_flat(name)}.dvc").read_text(encoding="utf-8"))
+        hashes[name] = str(document["outs"][0]["md5"])
+    pushed: str | None = None
+    if remote is not None:
+        result = run_command(
+            [dvc_executable(), "push", "--quiet"],
+            what="push to the DVC remote",
+            missing_hint="make venv",
+            cwd=scratch,
+            timeout=900,
+            check=False,
+        )
+        if result.returncode != 0:
+            pushed = f"could not push to {remote[1]}: " + " ".join(
+                (result.stderr or result.stdout).strip().splitlines()[-1:]
+            )
+    else:
+        pushed = "no default DVC remote: the hash is only in this machine's cache"
+    return StoreResult(hashes=hashes, problem=pushed)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreResult:
+    hashes: dict[str, str]
+    problem: str | None  # why the remote does not have it (None: pushed)
+
+
+def checkout_by_hash(root: Path, outputs: Mapping[str, str], dest: Path) -> dict[str, Path]:
+    """Fetch each `name -> md5 hash` into a folder under `dest`; BundleError names a missing one."""
+    for name, md5 in outputs.items():
+        if not _HASH.match(md5):
+            raise BundleError(f"{name}: {md5!r} is not a DVC md5 hash")
+    cache, remote = _scratch_project(root, dest)
+    for name, md5 in outputs.items():
+        (dest / f"{_flat(name)}.dvc").write_text(
+            yaml.safe_dump({"outs": [{"md5": md5, "path": _flat(name), "hash": "md5"}]}),
+            encoding="utf-8",
+        )
+    result = run_command(
+        [dvc_executable(), "pull", "--quiet"],
+        what="fetch the pinned outputs",
+        missing_hint="make venv",
+        cwd=dest,
+        timeout=900,
+        check=False,
+    )
+    fetched = {name: dest / _flat(name) for name in outputs}
+    missing = [name for name, folder in fetched.items() if not folder.exists()]
+    if result.returncode != 0 or missing:
+        names = ", ".join(f"{name} {outputs[name]}" for name in (missing or list(outputs)))
+        raise BundleError(
+            f"DVC has no copy of {names}: not in the cache {cache} nor the remote "
+            f"{remote[1] if remote else '(none configured)'}",
+            hint="`dvc push` from the machine that promoted it, or point DVC at the remote that "
+            "has it (`dvc remote modify --local <name> url <url>`)",
+        )
+    return fetched
