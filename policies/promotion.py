@@ -106,7 +106,8 @@ def _display(root: Path, path: Path) -> str:
 
 def read_record(path: Path) -> PromotionRecord:
     """The record in `path`; RecordError naming the file, the key and the fix."""
-    fix = "restore it from git (`git checkout -- <file>`), or promote again with `liftlock promote`"
+    fix = f"restore it from git (`git checkout -- {path.parent.name}/{path.name}`), or delete it "
+    fix += "and promote again with `liftlock promote`"
     try:
         with path.open(encoding="utf-8") as handle:
             data = json.load(handle)
@@ -227,10 +228,13 @@ def check_pinned(root: Path, stack: str, digest: str | None, image: str | None) 
             message=f"{stack} pins no bundle digest (liftlock:bundleDigest); {fix}",
         )
     pinned = f"bundle {digest}" + (f" with image {image}" if image else "")
+    found = list(records(root, stack))
+    broken = [str(item) for item in found if isinstance(item, RecordError)]
+    if broken:  # a broken record file is never skipped over
+        return RecordCheck(status="record invalid", message="; ".join(broken))
     problems: list[str] = []
-    for item in records(root, stack):
+    for item in found:
         if isinstance(item, RecordError):
-            problems.append(str(item).split("; fix:")[0])  # a broken record is never ignored
             continue
         if item.bundle_digest != digest:
             continue

@@ -116,9 +116,14 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"preview written to {out} ({len(text)} characters)", err=True)
         else:
             typer.echo(text, nl=False)
-        failed = [s.stack for s in report.stacks if s.policy_verdict == "fail"] + [
-            g.stack for g in report.gates.values() if g.verdict == "fail"
+        # A preview or gate that errored judged nothing: that fails too, never passes.
+        failed = [s.stack for s in report.stacks if s.policy_verdict in ("fail", "error")] + [
+            g.stack for g in report.gates.values() if g.verdict in ("fail", "error")
         ]
         if fail_on_policy and failed:
-            typer.secho(f"mandatory policy failed for: {', '.join(sorted(set(failed)))}", err=True)
+            typer.secho(
+                f"mandatory policy failed (or its preview errored) for: "
+                f"{', '.join(sorted(set(failed)))}",
+                err=True,
+            )
             raise typer.Exit(1)

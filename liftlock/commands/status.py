@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from liftlock.errors import ExternalCommandError
+from liftlock.errors import ConfigError, ExternalCommandError
 
 
 def register(app: typer.Typer) -> None:
@@ -57,6 +57,12 @@ def register(app: typer.Typer) -> None:
         for row in rows:
             if not row.record.ok:
                 console.print(f"[bold red]{row.stack}[/]: {row.record.message}", soft_wrap=True)
+        invalid = [row.stack for row in rows if row.record.status == "record invalid"]
+        if invalid:
+            raise ConfigError(
+                f"promotion records of {', '.join(invalid)} are invalid (see above)",
+                hint="restore them from git, or promote again through the gate",
+            )
         failed = [row.stack for row in rows if row.preview_failed]
         if failed:
             raise ExternalCommandError(
