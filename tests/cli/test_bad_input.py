@@ -1,4 +1,4 @@
-"""A corpus of broken inputs: each exits non-zero with one message naming the real file, no traceback.
+"""A corpus of broken inputs: each exits non-zero naming the real file, without a traceback.
 
 Stack files, policies/gates.yaml, params.yaml and promotion records, broken the ways a hand edit
 breaks them, through `liftlock gate`, `liftlock promote --dry-run` and `liftlock status` (run
@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow  # a clone and real DVC per case: ~20 s each
 
 Run = Callable[..., tuple[int, str]]
 IMAGE = "liftlock-model@sha256:" + "c" * 64
@@ -56,7 +58,9 @@ def test_broken_gates_file(clone: Path, run: Run, case: str) -> None:
     text, fragment = GATES[case]
     path = clone / "policies" / "gates.yaml"
     if text is None:
-        path.write_text(path.read_text().replace("min-replicas: advisory", "no-such-rule: advisory"))
+        path.write_text(
+            path.read_text().replace("min-replicas: advisory", "no-such-rule: advisory")
+        )
     else:
         path.write_text(text)
     for args in (
@@ -77,7 +81,6 @@ def test_broken_params_file(clone: Path, run: Run) -> None:
     _no_traceback(out)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("damage", "fragment"),
     [
@@ -93,7 +96,10 @@ def test_broken_record(clone: Path, run: Run, damage: Callable[[str], str], frag
         assert code == 0, out
     (record,) = sorted((clone / "promotions" / "staging").glob("*.json"))
     record.write_text(damage(record.read_text()))
-    for args, expected in ((("gate", "staging", "--no-preview"), 1), (("status", "--no-engine"), 2)):
+    for args, expected in (
+        (("gate", "staging", "--no-preview"), 1),
+        (("status", "--no-engine"), 2),
+    ):
         code, out = run(*args)
         flat = out.replace("\n", "")
         assert code == expected, (args, out)
