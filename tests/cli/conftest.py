@@ -114,3 +114,24 @@ def run(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str]]:
 def replace_bundle(root: Path, metrics: dict[str, float], tag: str) -> None:
     shutil.rmtree(root / "bundle")
     make_bundle(root / "bundle", metrics, tag=tag)
+
+
+@pytest.fixture
+def real_clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clone holding the real DVC outputs of the checkout's `dvc repro` (a copy of its DVC
+    cache), its own DVC remote and signing key; nothing stubbed."""
+    if not (REPO / "bundle" / "bundle.json").is_file():
+        pytest.fail("no bundle in the checkout: run `make bundle` (dvc repro) first")
+    root = tmp_path / "repo"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(root)], check=True, timeout=120)
+    git(root, "config", "user.name", "Test Promoter")
+    git(root, "config", "user.email", "promoter@example.com")
+    shutil.copytree(Path(dvc(REPO, "cache", "dir")), tmp_path / "cache")
+    dvc(root, "cache", "dir", "--local", str(tmp_path / "cache"))
+    dvc(root, "remote", "modify", "--local", "local", "url", str(tmp_path / "dvc-remote"))
+    dvc(root, "checkout", "--quiet")
+    edit_gates(root, lambda d: d["stacks"]["prod"].pop("freezeWindows", None))
+    git(root, "commit", "--quiet", "-am", "test: no freeze windows")
+    monkeypatch.setenv("LIFTLOCK_ROOT", str(root))
+    monkeypatch.setenv("LIFTLOCK_SIGNING_KEY", str(tmp_path / "keys" / "promotion_ed25519"))
+    return root
