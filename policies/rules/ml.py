@@ -202,6 +202,9 @@ def evidence_matches(facts: Facts, ctx: RuleContext) -> Iterator[str]:
         yield f"cannot check the claimed metrics: {evidence['error']}"
         return
     recomputed = evidence.get("recomputed") or {}
+    if not recomputed:
+        yield "the metrics were not recomputed: nothing backs the bundle's claims"
+        return
     claims = {"bundle.json": facts.get("metrics") or {}}
     if facts.get("metrics_file") is not None:
         claims["metrics.json"] = facts.get("metrics_file") or {}
