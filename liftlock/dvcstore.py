@@ -42,9 +42,16 @@ def _dvc(args: list[str], cwd: Path, what: str) -> str:
 
 def _remote_url(root: Path) -> tuple[str, str] | None:
     """(name, url) of the checkout's default remote, a relative path made absolute."""
-    name = _dvc(["remote", "default"], root, "read the default DVC remote").strip()
-    if not name:
-        return None
+    result = run_command(
+        [dvc_executable(), "remote", "default"],
+        what="read the default DVC remote",
+        missing_hint="make venv",
+        cwd=root,
+        check=False,
+    )
+    name = result.stdout.strip()
+    if result.returncode != 0 or not name:
+        return None  # "No default remote set"
     for line in _dvc(["remote", "list"], root, "list the DVC remotes").splitlines():
         parts = line.split()
         if len(parts) >= 2 and parts[0] == name:
