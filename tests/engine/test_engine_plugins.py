@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -45,11 +46,9 @@ def test_orphaned_plugins_of_a_killed_engine_are_stopped(tmp_path: Path) -> None
         assert time.monotonic() - started < 5
         time.sleep(0.2)
         stat = _stat(plugin_pid)
-        assert stat is None or stat[1] != engine.pid and plugin_pid not in plugins.orphans()
+        assert stat is None or (stat[1] != engine.pid and plugin_pid not in plugins.orphans())
         assert _stat(other_pid) is not None  # only pulumi plugins are stopped
     finally:
         for pid in (plugin_pid, other_pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
