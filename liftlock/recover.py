@@ -7,8 +7,11 @@ leave operations it had started pending in the state. Recovery, in order:
    process is alive on this machine (or was taken on another machine) is left alone — recovery
    refuses, naming it;
 2. `pulumi cancel` clears the stale lock;
-3. `pulumi refresh --clear-pending-creates` reconciles the state with what exists and drops the
-   pending operations the killed update left;
+3. the pending operations the killed update left are dropped: docker and cluster targets by
+   `pulumi refresh --clear-pending-creates` (which also reconciles the state with what exists);
+   a render target has nothing live to refresh against (its "cluster" is deploy/, which the next
+   `pulumi up` rewrites), so its state goes through `pulumi stack export`, loses its
+   `pending_operations` and comes back with `pulumi stack import` (Pulumi's documented repair);
 4. report what was found and done.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 from liftlock.engine.env import engine_environment, pulumi_executable, run_pulumi
 from liftlock.errors import ConfigError, ExternalCommandError
-from liftlock.stackfile import stack_file_copy, stack_path
+from liftlock.stackfile import read_stack_values, stack_file_copy, stack_path
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,8 +135,36 @@ def recover(root: Path, stack: str, *, log: Any = print) -> Recovery:
             raise ExternalCommandError(f"`pulumi cancel --stack {stack}` failed: {said[-400:]}")
         found.actions.append(f"cleared {len(found.locks)} stale lock(s) (pulumi cancel)")
         log(f"[recover] {stack}: {found.actions[-1]}")
+    target = str(read_stack_values(stack_path(root, stack)).get("target", ""))
+    if target == "render":
+        found.actions.append(drop_pending_operations(root, stack, env, len(found.pending)))
+    else:
+        found.actions.append(refresh(root, stack, env, len(found.pending)))
+    log(f"[recover] {stack}: {found.actions[-1]}")
+    return found
+
+
+def drop_pending_operations(root: Path, stack: str, env: dict[str, str], count: int) -> str:
+    if not count:
+        return "no pending operation to drop (render target: nothing live to refresh)"
+    exported = run_pulumi(["stack", "export", "--stack", stack], cwd=root, env=env, timeout=300)
+    state = json.loads(exported.stdout)
+    state["deployment"]["pending_operations"] = []
+    with tempfile.TemporaryDirectory(prefix="liftlock-recover-") as scratch:
+        path = Path(scratch) / "state.json"
+        path.write_text(json.dumps(state), encoding="utf-8")
+        imported = run_pulumi(
+            ["stack", "import", "--stack", stack, "--file", str(path)], cwd=root, env=env
+        )
+    if imported.returncode != 0:
+        raise ExternalCommandError(
+            f"`pulumi stack import --stack {stack}` failed: {imported.stderr.strip()[-400:]}"
+        )
+    return f"dropped {count} pending operation(s) (stack export / import); the next up re-renders"
+
+
+def refresh(root: Path, stack: str, env: dict[str, str], count: int) -> str:
     with stack_file_copy(root, stack) as config_file:
-        log(f"[recover] {stack}: pulumi refresh (reconciles the state with what exists) ...")
         refreshed = run_pulumi(
             ["refresh", "--yes", "--stack", stack, "--config-file", str(config_file),
              "--clear-pending-creates", "--skip-preview", "--color", "never"],
@@ -144,9 +176,6 @@ def recover(root: Path, stack: str, *, log: Any = print) -> Recovery:
         raise ExternalCommandError(f"`pulumi refresh --stack {stack}` failed:\n{tail}")
     summary = [line.strip() for line in refreshed.stdout.splitlines() if line.strip()]
     resources = next((line for line in summary if "Resources:" in line), None)
-    found.actions.append(
-        f"refreshed the state ({len(found.pending)} pending operation(s) cleared)"
-        + (f"; {resources}" if resources else "")
+    return f"refreshed the state ({count} pending operation(s) cleared)" + (
+        f"; {resources}" if resources else ""
     )
-    log(f"[recover] {stack}: {found.actions[-1]}")
-    return found
