@@ -135,6 +135,26 @@ def test_a_hand_edited_pin_is_not_deployed(
     assert "unrecorded" in next(x for x in out.splitlines() if x.startswith("│ prod")), out
 
 
+def _kill_mid_update(root: Path, engine: dict[str, str], backend: Path) -> bool:
+    """Start `pulumi up`, SIGKILL it once its providers run; True if it died holding the lock."""
+    update = subprocess.Popen(
+        ["pulumi", "up", "--yes", "--stack", "staging", "--non-interactive"],
+        cwd=root,
+        env=engine,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    locks = backend / ".pulumi" / "locks"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and update.poll() is None:
+        if any(locks.rglob("staging/*.json")) and _our_providers(engine["PULUMI_BACKEND_URL"]):
+            break
+        time.sleep(0.05)
+    update.send_signal(signal.SIGKILL)
+    update.wait()
+    return any(locks.rglob("staging/*.json"))
+
+
 def test_kill_9_of_pulumi_up_then_recover(
     real_clone: Path, engine: dict[str, str], run: Run
 ) -> None:
@@ -142,31 +162,46 @@ def test_kill_9_of_pulumi_up_then_recover(
     pulumi(real_clone, engine, "up", "--yes", "--stack", "staging")
     path = real_clone / "stacks" / "Pulumi.staging.yaml"
     path.write_text(path.read_text().replace("liftlock:replicas: 2", "liftlock:replicas: 3"))
-    update = subprocess.Popen(
-        ["pulumi", "up", "--yes", "--stack", "staging", "--non-interactive"],
-        cwd=real_clone,
-        env=engine,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while not _our_providers(engine["PULUMI_BACKEND_URL"]) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
-    update.send_signal(signal.SIGKILL)
-    update.wait()
+    backend = Path(engine["PULUMI_BACKEND_URL"].removeprefix("file://"))
+    assert any(_kill_mid_update(real_clone, engine, backend) for _ in range(3))
 
+    started = time.monotonic()
+    while _our_providers(engine["PULUMI_BACKEND_URL"]) and time.monotonic() - started < 10:
+        time.sleep(0.2)
+    assert _our_providers(engine["PULUMI_BACKEND_URL"]) == [], "plugins outlived the engine"
+    assert time.monotonic() - started < 10
     code, out = pulumi(real_clone, engine, "up", "--yes", "--stack", "staging", check=False)
-    locked = "locked" in out
-    time.sleep(5)  # "a few seconds": no plugin of the killed engine may still run after this
-    assert _our_providers(engine["PULUMI_BACKEND_URL"]) == []
+    assert code != 0 and "currently locked" in out, out
 
     code, out = run("recover", "staging")
     assert code == 0, out
-    assert "recovered staging" in out and ("stale lock" in out or not locked), out
+    assert "1 stale lock(s) in the backend" in out and "cleared 1 stale lock(s)" in out, out
+    assert "recovered staging: found pid" in out
     pulumi(real_clone, engine, "up", "--yes", "--stack", "staging")
     pulumi(real_clone, engine, "preview", "--stack", "staging", "--expect-no-changes")
     assert _our_providers(engine["PULUMI_BACKEND_URL"]) == []
+
+
+def test_recover_refuses_while_an_update_runs(
+    real_clone: Path, engine: dict[str, str], run: Run
+) -> None:
+    backend = Path(engine["PULUMI_BACKEND_URL"].removeprefix("file://"))
+    folder = backend / ".pulumi" / "locks" / "organization" / "liftlock" / "staging"
+    folder.mkdir(parents=True, exist_ok=True)
+    # A live process whose command line names pulumi stands in for a running update.
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "pulumi"])
+    try:
+        lock = {"pid": stand_in.pid, "username": "root", "hostname": os.uname().nodename,
+                "timestamp": "2026-12-01T00:00:00Z"}  # fmt: skip
+        (folder / "live.json").write_text(json.dumps(lock))
+        code, out = run("recover", "staging")
+        assert code == 2 and "may still be running" in out and f"pid {stand_in.pid}" in out, out
+        assert (folder / "live.json").is_file()  # nothing was changed
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    code, out = run("recover", "staging")  # now it is stale
+    assert code == 0 and "cleared 1 stale lock(s)" in out, out
 
 
 def test_a_secret_set_the_issues_way_leaks_nowhere(

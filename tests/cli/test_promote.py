@@ -170,7 +170,9 @@ def test_git_commits_the_promotion_on_a_review_branch(clone: Path, run: Run) -> 
 
 def test_promote_leaves_secure_values_untouched(clone: Path, run: Run) -> None:
     path = clone / "stacks" / "Pulumi.staging.yaml"
-    secure = "  kubernetes:kubeconfig:\n    secure: v1:cGxhY2Vob2xkZXI=:v1:bm90LWEtcmVhbC1jaXBoZXI=\n"
+    secure = (
+        "  kubernetes:kubeconfig:\n    secure: v1:cGxhY2Vob2xkZXI=:v1:bm90LWEtcmVhbC1jaXBoZXI=\n"
+    )
     path.write_text(path.read_text().replace("config:\n", "config:\n" + secure, 1))
     code, out = run("promote", "workspace", "staging", "--no-preview", "--image", IMAGE)
     assert code == 0, out
