@@ -93,9 +93,9 @@ def signing_identity(root: Path) -> str:
     return email or f"{getpass.getuser()}@{socket.gethostname()}"
 
 
-def ensure_signing_key(log: Any = print) -> Path:
+def ensure_signing_key(log: Any = print, key: Path | None = None) -> Path:
     """The private key (created, without a passphrase, on first use: the embedded default)."""
-    key = signing_key_path()
+    key = key or signing_key_path()
     if key.is_file() and key.with_name(key.name + ".pub").is_file():
         return key
     key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -145,10 +145,10 @@ def ensure_allowed_signer(root: Path, stack: str, principal: str, key: Path) -> 
 
 
 def write_signed_record(
-    root: Path, path: Path, data: dict[str, Any], *, log: Any = print
+    root: Path, path: Path, data: dict[str, Any], *, log: Any = print, key: Path | None = None
 ) -> list[Path]:
     """Write the record (never over another) and its signature; returns every file written."""
-    key = ensure_signing_key(log)
+    key = ensure_signing_key(log, key)
     principal = str(data["signer"])
     stack = str(data["to"])
     written: list[Path] = []

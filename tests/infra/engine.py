@@ -39,7 +39,9 @@ class PulumiProject:
         root = workdir / "project"
         root.mkdir(parents=True)
         shutil.copy2(repo_root / "Pulumi.yaml", root / "Pulumi.yaml")
-        for folder in ("infra", "stacks", *extra):
+        # policies/: the program checks each mandatory stack's pins against policies/gates.yaml
+        # and its signed promotion records before it declares anything.
+        for folder in ("infra", "stacks", "policies", *extra):
             source = repo_root / folder
             if source.is_dir():
                 shutil.copytree(source, root / folder, ignore=IGNORE, symlinks=True)
@@ -97,7 +99,35 @@ class PulumiProject:
     def init(self, stack: str) -> None:
         self.run("stack", "init", stack)
 
+    def record_pins(self, stack: str) -> None:
+        """Sign a promotion record for what the stack file pins now, unless one exists.
+
+        `pulumi up` of a mandatory stack refuses pins without a valid signed record; these tests
+        are about what the program declares, not about the gate (tests/cli covers that), so the
+        record is written directly, signed with a key of this project's own.
+        """
+        from datetime import UTC, datetime
+
+        from liftlock.records import record_path, write_signed_record
+        from liftlock.stackfile import read_stack_values
+        from policies.promotion import RECORD_KIND, check_pinned
+
+        values = read_stack_values(self.stack_file(stack))
+        digest, image = values.get("bundleDigest"), values.get("image")
+        if not digest or check_pinned(self.root, stack, digest, image).ok:
+            return
+        now = datetime.now(UTC)
+        data = {
+            "kind": RECORD_KIND, "from": "test", "to": stack, "bundleDigest": digest,
+            "image": image, "passed": True, "signer": "infra-tests@liftlock.local",
+            "time": now.isoformat(timespec="microseconds"),
+        }  # fmt: skip
+        path = record_path(self.root, stack, digest, now).with_suffix(f".{now.microsecond}.json")
+        key = self.backend.parent / "keys" / "promotion_ed25519"
+        write_signed_record(self.root, path, data, log=lambda _line: None, key=key)
+
     def up(self, stack: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        self.record_pins(stack)
         return self.run("up", "--stack", stack, "--yes", "--skip-preview", *extra)
 
     def preview(
