@@ -1,6 +1,7 @@
 """The liftlock Pulumi program: validate the stack config, check the promotion, declare the stack,
 export outputs."""
 
+import os
 from pathlib import Path
 
 import pulumi
@@ -16,14 +17,16 @@ from policies.promotion import check_pinned
 from policies.rules.governance import PROMOTION_RULE
 
 ROOT = Path(__file__).resolve().parent.parent
+GATE_PREVIEW = "LIFTLOCK_GATE_PREVIEW"
 
 
 def check_promotion(config: StackConfig) -> None:
     """Refuse, before any resource is declared, to deploy pins no valid signed record backs.
 
-    Mandatory stacks (policies/gates.yaml) fail `pulumi up`; a preview only warns, since the
-    policy pack judges the same question and `liftlock promote` previews its candidate before
-    the record exists. Advisory stacks warn.
+    Mandatory stacks (policies/gates.yaml) fail `pulumi up` and `pulumi preview`; advisory
+    stacks warn. The one exception is the preview `liftlock gate` runs ($LIFTLOCK_GATE_PREVIEW):
+    it judges a candidate whose record the promotion is about to write (the gate judges the
+    record itself). Only a preview: an update is always refused.
     """
     level = load_gates(ROOT / "policies" / "gates.yaml").level(config.stack, PROMOTION_RULE)
     if level is Level.DISABLED:
@@ -37,7 +40,8 @@ def check_promotion(config: StackConfig) -> None:
     if check.ok:
         return
     message = f"[{PROMOTION_RULE}] {check.status}: {check.message}"
-    if level is Level.MANDATORY and not pulumi.runtime.is_dry_run():
+    gate_preview = pulumi.runtime.is_dry_run() and os.environ.get(GATE_PREVIEW) == "1"
+    if level is Level.MANDATORY and not gate_preview:
         raise pulumi.RunError(f"refusing to deploy {config.stack}: {message}")
     pulumi.warn(message)
 

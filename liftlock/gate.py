@@ -524,6 +524,9 @@ def policy_preview(
     # A streaming JSON preview prints every engine event, policy verdicts included (the plain
     # --json digest drops them).
     environment["PULUMI_ENABLE_STREAMING_JSON_PREVIEW"] = "true"
+    # The program refuses a mandatory stack's unrecorded pins, previews too, except the gate's
+    # own preview: the gate judges the record itself (promotion-recorded).
+    environment["LIFTLOCK_GATE_PREVIEW"] = "1"
     stack_file(root, stack)  # a missing stack file: ConfigError naming the stacks there are
     with stack_file_copy(root, stack, overrides) as config_file:
         args = [

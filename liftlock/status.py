@@ -43,10 +43,13 @@ def workspace_digest(root: Path) -> str | None:
 def pending_changes(root: Path, stack: str, env: dict[str, str]) -> tuple[str, bool]:
     """(`pulumi preview --json` summary: 'none', 'N to create, …', or why it is unknown;
     whether the preview failed)."""
-    # `status` changes no file: the engine reads a copy.
+    # `status` changes no file: the engine reads a copy. Unrecorded pins are status's own
+    # column (`record`), so the program only warns about them here, as in the gate's preview.
     with stack_file_copy(root, stack) as copy:
         result = run_pulumi(
-            ["preview", "--stack", stack, "--config-file", str(copy), "--json"], cwd=root, env=env
+            ["preview", "--stack", stack, "--config-file", str(copy), "--json"],
+            cwd=root,
+            env={**env, "LIFTLOCK_GATE_PREVIEW": "1"},
         )
     if "no stack named" in result.stderr + result.stdout:
         return "not deployed (no stack in the backend)", False

@@ -127,8 +127,10 @@ def test_a_hand_edited_pin_is_not_deployed(
     code, out = pulumi(
         real_clone, engine, "preview", "--stack", "prod", "--policy-pack", "policies", check=False
     )
-    assert code != 0 and "promotion-recorded" in out and other in out, out
+    assert code != 0 and "[promotion-recorded] unrecorded" in out and other in out, out
     assert "Traceback" not in out
+    code, out = pulumi(real_clone, engine, "preview", "--stack", "staging", check=False)
+    assert code != 0 and "refusing to deploy staging" in out  # never promoted here
     code, out = run("gate", "prod")
     assert code == 1 and other in out.replace("\n", ""), out
     code, out = run("status")
