@@ -79,8 +79,10 @@ def _flat(path: str) -> str:
     return path.replace("/", "_")
 
 
-def store_folders(root: Path, folders: Mapping[str, Path], scratch: Path) -> StoreResult:
-    """Put each folder into the DVC cache (and push it to the default remote): `name -> md5`.
+def store_folders(
+    root: Path, folders: Mapping[str, Path], scratch: Path, *, push: bool = True
+) -> StoreResult:
+    """Put each folder into the DVC cache (and, with `push`, the default remote): `name -> md5`.
 
     What a promotion records is then fetchable by its hash anywhere the remote is reachable.
     """
@@ -95,7 +97,9 @@ def store_folders(root: Path, folders: Mapping[str, Path], scratch: Path) -> Sto
         document = yaml.safe_load((scratch / f"{_flat(name)}.dvc").read_text(encoding="utf-8"))
         hashes[name] = str(document["outs"][0]["md5"])
     pushed: str | None = None
-    if remote is not None:
+    if not push:
+        pushed = "not pushed (a gate only judges it)"
+    elif remote is not None:
         result = run_command(
             [dvc_executable(), "push", "--quiet"],
             what="push to the DVC remote",

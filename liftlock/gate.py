@@ -180,7 +180,7 @@ def record_naming(root: Path, stack: str, digest: str) -> Any:
 
 
 @contextlib.contextmanager
-def pinned_candidate(root: Path, stack: str) -> Iterator[Candidate]:
+def pinned_candidate(root: Path, stack: str, *, push: bool = False) -> Iterator[Candidate]:
     """The bundle `stack` pins, fetched through DVC by the hash its promotion record names."""
     digest, _image = pinned_values(root, stack)
     where = f"stacks/Pulumi.{stack}.yaml"
@@ -193,7 +193,8 @@ def pinned_candidate(root: Path, stack: str) -> Iterator[Candidate]:
                 hint=f"promote one: `liftlock promote <from> {stack}`",
             )
         folder = root / str(values.get("bundleDir", "bundle"))
-        with stored_candidate(root, folder, origin=f"{folder.name}/ ({stack} deploys it)") as found:
+        origin = f"{folder.name}/ ({stack} deploys it)"
+        with stored_candidate(root, folder, origin=origin, push=push) as found:
             yield found
         return
     record = record_naming(root, stack, digest)
@@ -226,7 +227,9 @@ def pinned_candidate(root: Path, stack: str) -> Iterator[Candidate]:
 
 
 @contextlib.contextmanager
-def stored_candidate(root: Path, folder: Path, *, origin: str) -> Iterator[Candidate]:
+def stored_candidate(
+    root: Path, folder: Path, *, origin: str, push: bool = False
+) -> Iterator[Candidate]:
     """A bundle folder (the workspace's) put into DVC first, then judged as DVC holds it.
 
     The data split beside it (data/prepared) is stored too: the gate recomputes the metrics on it.
@@ -236,7 +239,7 @@ def stored_candidate(root: Path, folder: Path, *, origin: str) -> Iterator[Candi
     if (root / PREPARED).is_dir():
         folders[PREPARED] = root / PREPARED
     with tempfile.TemporaryDirectory(prefix="liftlock-judged-") as scratch:
-        stored = store_folders(root, folders, Path(scratch))
+        stored = store_folders(root, folders, Path(scratch), push=push)
         copy = Path(scratch) / "bundle"
         yield Candidate(
             digest=verify(copy),

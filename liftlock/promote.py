@@ -76,11 +76,13 @@ def load_config(root: Path, stack: str) -> Any:
 def source_candidate(root: Path, source: str) -> Iterator[tuple[Candidate, Any]]:
     """(the bundle `<from>` holds, as DVC has it; source StackConfig or None)."""
     if source == WORKSPACE:
-        with stored_candidate(root, root / WORKSPACE_BUNDLE, origin="workspace bundle/") as found:
+        bundle = root / WORKSPACE_BUNDLE
+        # Pushed: what the record names must be fetchable where the gate runs next (CI).
+        with stored_candidate(root, bundle, origin="workspace bundle/", push=True) as found:
             yield found, None
         return
     config = load_config(root, source)
-    with pinned_candidate(root, source) as found:
+    with pinned_candidate(root, source, push=True) as found:
         yield found, config
 
 

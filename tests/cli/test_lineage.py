@@ -53,7 +53,7 @@ def test_store_fetch_by_hash_and_lineage(tmp_path: Path) -> None:
     bundle = root / "bundle"
     digest = bundle_digest(bundle)
 
-    with stored_candidate(root, bundle, origin="workspace") as candidate:
+    with stored_candidate(root, bundle, origin="workspace", push=True) as candidate:
         assert candidate.digest == digest and candidate.pinned_by is None
         assert "no default DVC remote" in str(candidate.store_problem)
         lineage = collect_lineage(root, candidate)
