@@ -7,6 +7,7 @@ in-process: an exception other than liftlock's own would escape `main` and fail 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,12 +97,13 @@ def test_broken_record(clone: Path, run: Run, damage: Callable[[str], str], frag
         assert code == 0, out
     (record,) = sorted((clone / "promotions" / "staging").glob("*.json"))
     record.write_text(damage(record.read_text()))
-    for args, expected in (
-        (("gate", "staging", "--no-preview"), 1),
-        (("status", "--no-engine"), 2),
-    ):
-        code, out = run(*args)
-        flat = out.replace("\n", "")
-        assert code == expected, (args, out)
-        assert record.name in flat and fragment in flat, (args, out)
-        _no_traceback(out)
+    code, out = run("gate", "staging", "--no-preview", "--json")
+    assert code == 1, out
+    report = json.loads(out[out.index("{") : out.rindex("}") + 1])
+    (refusal,) = [f["message"] for f in report["findings"] if f["verdict"] == "fail"]
+    assert refusal.startswith("record invalid: ") and record.name in refusal, refusal
+    assert fragment in refusal and "restore it from git" in refusal, refusal
+    _no_traceback(out)
+    code, out = run("status", "--no-engine")
+    assert code == 2 and record.name in out.replace("\n", "") and "are invalid" in out, out
+    _no_traceback(out)
