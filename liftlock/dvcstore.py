@@ -40,39 +40,53 @@ def _dvc(args: list[str], cwd: Path, what: str) -> str:
     return result.stdout.strip()
 
 
-def _remote_url(root: Path) -> tuple[str, str] | None:
-    """(name, url) of the checkout's default remote, a relative path made absolute."""
-    result = run_command(
-        [dvc_executable(), "remote", "default"],
-        what="read the default DVC remote",
-        missing_hint="make venv",
-        cwd=root,
-        check=False,
-    )
-    name = result.stdout.strip()
-    if result.returncode != 0 or not name:
-        return None  # "No default remote set"
-    for line in _dvc(["remote", "list"], root, "list the DVC remotes").splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == name:
-            url = parts[1]
-            if "://" not in url and not url.startswith("~") and not Path(url).is_absolute():
-                url = str((root / ".dvc" / url).resolve())
-            return name, url
-    return None
+@dataclass(frozen=True, kw_only=True)
+class DvcSettings:
+    cache: Path
+    remote: tuple[str, str] | None  # (name, url) of the default remote
+
+
+def dvc_settings(root: Path) -> DvcSettings:
+    """The checkout's cache folder and default remote, from one `dvc config --list`."""
+    listed = _dvc(["config", "--list", "--show-origin"], root, "read the DVC configuration")
+    values: dict[str, tuple[str, str]] = {}
+    for line in listed.splitlines():
+        origin, _, setting = line.partition("\t")
+        key, _, value = setting.partition("=")
+        values[key.strip()] = (origin.strip(), value.strip())
+
+    def path_of(key: str) -> str | None:
+        if key not in values:
+            return None
+        origin, value = values[key]
+        if "://" in value or value.startswith("~") or Path(value).is_absolute():
+            return str(Path(value).expanduser()) if "://" not in value else value
+        return str((root / origin).parent.joinpath(value).resolve())  # relative to its file
+
+    cache = path_of("cache.dir") or str(root / ".dvc" / "cache")
+    name = values.get("core.remote", ("", ""))[1]
+    url = path_of(f"remote.{name}.url") if name else None
+    return DvcSettings(cache=Path(cache), remote=(name, url) if name and url else None)
 
 
 def _scratch_project(root: Path, dest: Path) -> tuple[str, tuple[str, str] | None]:
     """A throwaway DVC project in `dest` sharing the checkout's cache and default remote."""
+    settings = dvc_settings(root)
     dest.mkdir(parents=True, exist_ok=True)
-    cache = _dvc(["cache", "dir"], root, "find the DVC cache")
     _dvc(["init", "--no-scm", "--quiet"], dest, "make a throwaway DVC project")
-    _dvc(["cache", "dir", "--local", cache], dest, "share the DVC cache")
-    _dvc(["config", "--local", "core.analytics", "false"], dest, "configure DVC")
-    remote = _remote_url(root)
-    if remote is not None:
-        _dvc(["remote", "add", "--local", "--default", *remote], dest, "add the remote")
-    return cache, remote
+    lines = [
+        "[core]",
+        "    no_scm = True",
+        "    analytics = false",
+        "[cache]",
+        f"    dir = {settings.cache}",
+    ]
+    if settings.remote is not None:
+        name, url = settings.remote
+        lines[1:1] = [f"    remote = {name}"]
+        lines += [f"['remote \"{name}\"']", f"    url = {url}"]
+    (dest / ".dvc" / "config").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(settings.cache), settings.remote
 
 
 def _flat(path: str) -> str:
