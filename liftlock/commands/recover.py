@@ -15,8 +15,9 @@ def register(app: typer.Typer) -> None:
         """Recover a stack after `pulumi up` was killed: stale lock, pending operations.
 
         Checks that no update still holds the stack's lock (refuses if one may be running),
-        clears the stale lock (`pulumi cancel`), refreshes the state (`pulumi refresh
-        --clear-pending-creates`) and says what it found. Next: `pulumi up --stack <stack>`.
+        clears the stale lock (`pulumi cancel`), drops the pending operations (docker and
+        cluster targets: `pulumi refresh --clear-pending-creates`; render: stack export and
+        import) and says what it found. Next: `pulumi up --stack <stack>`.
         """
         from liftlock.engine.env import find_project_root
         from liftlock.recover import recover
