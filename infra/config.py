@@ -4,6 +4,13 @@ Read from the `liftlock:` namespace of `stacks/Pulumi.<stack>.yaml` and checked 
 `stacks/stack.schema.json` (plus the rules a schema cannot say, such as limits ≥ requests) before
 the program declares any resource. Every error names the key, the bad value and what is allowed.
 
+Secrets: the program reads every value through Pulumi's config API (`pulumi.Config`), so a key the
+schema declares secret (`"x-liftlock-secret": true`) reaches the program only as a secret Output
+(`StackConfig.secrets`), and only when it was set as one (`pulumi config set --secret`); any other
+key set as a secret is refused, since the program would use (and the render target write) its
+value in plain text. In a stack file read without the engine, a `secure:` value is kept as the
+opaque `SECRET` marker: never decrypted, never rewritten.
+
 `liftlock` (gates, promote, preview) imports this module, so it does not import pulumi at the top.
 """
 
@@ -34,6 +41,17 @@ DEFAULT_REGISTRY = "127.0.0.1:5000"
 DEFAULT_HOST_PORT = 8787
 DEFAULT_GITOPS_REVISION = "main"
 DEFAULT_ARGOCD_NAMESPACE = "argocd"
+SECRET_ANNOTATION = "x-liftlock-secret"
+
+
+class _Secret:
+    """A `secure:` value of a stack file, read without the passphrase: present, never known."""
+
+    def __repr__(self) -> str:
+        return "[secret]"
+
+
+SECRET = _Secret()
 
 
 class StackConfigError(ValueError):
@@ -116,6 +134,9 @@ class StackConfig:
     namespace: str | None = None
     gitops: GitOps | None = None
     apply_to: ApplyTo | None = None
+    # Schema-declared secret keys: pulumi Outputs marked secret in the program, SECRET in a
+    # stack file read without the engine. Never rendered into deploy/.
+    secrets: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def is_kubernetes(self) -> bool:
@@ -177,12 +198,75 @@ def read_stack_file(path: Path) -> dict[str, Any]:
     """
     if not path.is_file():
         raise StackConfigError(str(path), [f"{path}: no such stack file"])
-    with path.open(encoding="utf-8") as handle:
-        document = yaml.safe_load(handle) or {}
+    try:
+        with path.open(encoding="utf-8") as handle:
+            document = yaml.safe_load(handle) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "the file"
+        problem = getattr(error, "problem", None) or "syntax error"
+        raise StackConfigError(str(path), [f"{where}: not valid YAML ({problem})"]) from None
+    if not isinstance(document, dict):
+        raise StackConfigError(str(path), ["the file must be a mapping with a 'config' key"])
     config = document.get("config") or {}
     if not isinstance(config, dict):
         raise StackConfigError(str(path), ["key 'config' must be a mapping of key to value"])
-    return decode_raw_values(namespace_values(config), load_schema())
+    values = {key: _mark_secure(value) for key, value in namespace_values(config).items()}
+    return decode_raw_values(values, load_schema())
+
+
+def _mark_secure(value: Any) -> Any:
+    """`{secure: <ciphertext>}` -> SECRET, anywhere in the value."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return SECRET
+        return {key: _mark_secure(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mark_secure(item) for item in value]
+    return value
+
+
+def _holds_secret(value: Any) -> bool:
+    if value is SECRET:
+        return True
+    if isinstance(value, dict):
+        return any(_holds_secret(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_secret(item) for item in value)
+    return False
+
+
+def secret_keys(schema: Mapping[str, Any]) -> set[str]:
+    """The top-level keys the schema declares secret."""
+    return {
+        key
+        for key, spec in (schema.get("properties") or {}).items()
+        if isinstance(spec, dict) and spec.get(SECRET_ANNOTATION)
+    }
+
+
+def secret_problems(
+    values: Mapping[str, Any], schema: Mapping[str, Any], secret_set: set[str], stack: str
+) -> list[str]:
+    """A declared secret key must be set as a secret; nothing else may be."""
+    declared = secret_keys(schema)
+    problems = []
+    for key in sorted(values):
+        full = f"{NAMESPACE}:{key}"
+        if key in declared and key not in secret_set:
+            problems.append(
+                f"{full} is a secret but is set in plain text; set it with "
+                f"`pulumi config set --secret {full} <value> --stack {stack}`"
+            )
+        elif key not in declared and key in secret_set:
+            problems.append(
+                f"{full} is set as a secret, but it is not a secret key: the program would use "
+                f"its value in plain text (and the render target write it into deploy/); keep "
+                f"credentials out of it (e.g. no user:token@ in a URL) and give them to the "
+                "cluster as an external secret; secret keys: "
+                f"{', '.join(sorted(declared)) or 'none'}"
+            )
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,25 +394,42 @@ def rule_problems(values: Mapping[str, Any]) -> list[str]:
 
 
 def parse_stack_config(
-    raw: Mapping[str, Any], *, stack: str, source: str | None = None, decode: bool = True
+    raw: Mapping[str, Any],
+    *,
+    stack: str,
+    source: str | None = None,
+    decode: bool = True,
+    secrets: Mapping[str, Any] | None = None,
+    secret_set: set[str] | None = None,
 ) -> StackConfig:
     """Validate `liftlock:` values (without the prefix) and build the StackConfig.
 
     `decode` turns Pulumi's string values into typed ones (see decode_raw_values); pass False for
-    values already typed (a YAML file read by `read_stack_file`).
+    values already typed (a YAML file read by `read_stack_file`). `secrets` are the declared secret
+    keys' values as the program holds them (Outputs); `secret_set` names the keys the engine says
+    were set as secrets (from a stack file: the keys holding a `secure:` value).
     """
     where = source or f"stacks/Pulumi.{stack}.yaml"
     schema = load_schema()
     values = decode_raw_values(raw, schema) if decode else dict(raw)
-    problems = schema_problems(values, schema)
+    if secret_set is None:
+        secret_set = {key for key, value in values.items() if _holds_secret(value)}
+    problems = secret_problems({**values, **(secrets or {})}, schema, secret_set, stack)
+    declared = secret_keys(schema)
+    # A secret's value is never judged here (the program holds it as an Output).
+    checked = {key: value for key, value in values.items() if key not in declared}
+    problems += [p for p in schema_problems(checked, schema) if "[secret]" not in p]
     if not problems:
-        problems = rule_problems(values)
+        problems = rule_problems(checked)
     if problems:
         raise StackConfigError(where, problems)
-    return _build(values, stack=stack)
+    held = {key: value for key, value in values.items() if key in declared}
+    return _build(checked, stack=stack, secrets={**held, **(secrets or {})})
 
 
-def _build(values: Mapping[str, Any], *, stack: str) -> StackConfig:
+def _build(
+    values: Mapping[str, Any], *, stack: str, secrets: Mapping[str, Any] | None = None
+) -> StackConfig:
     resources = None
     if "resources" in values:
         spec = values["resources"]
@@ -385,6 +486,7 @@ def _build(values: Mapping[str, Any], *, stack: str) -> StackConfig:
         namespace=values.get("namespace"),
         gitops=gitops,
         apply_to=apply_to,
+        secrets=dict(secrets or {}),
     )
 
 
@@ -395,10 +497,26 @@ def load_stack_file(path: Path, *, stack: str | None = None) -> StackConfig:
 
 
 def load_stack_config() -> StackConfig:
-    """StackConfig of the running Pulumi program's stack (call from the program only)."""
-    import pulumi
-    from pulumi.runtime import config as runtime_config
+    """StackConfig of the running Pulumi program's stack (call from the program only).
 
-    flat: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    Values come through `pulumi.Config`: a declared secret key only as `require_secret`'s Output.
+    The SDK offers no public listing of the keys that are set, so the names (never the values)
+    come from the runtime's config table, to name unknown keys.
+    """
+    import pulumi
+    from pulumi.runtime.config import CONFIG, get_config_env, is_config_secret
+
     stack = pulumi.get_stack()
-    return parse_stack_config(namespace_values(flat), stack=stack)
+    config = pulumi.Config(NAMESPACE)
+    # Key names only (the language host's environment, or what a test's set_all_config set).
+    names = sorted(namespace_values(dict.fromkeys([*get_config_env(), *CONFIG.get()])))
+    declared = secret_keys(load_schema())
+    raw: dict[str, Any] = {}
+    secrets: dict[str, Any] = {}
+    secret_set = {name for name in names if is_config_secret(f"{NAMESPACE}:{name}")}
+    for name in names:
+        if name in declared:
+            secrets[name] = config.require_secret(name)
+        else:
+            raw[name] = config.get(name)
+    return parse_stack_config(raw, stack=stack, secrets=secrets, secret_set=secret_set)

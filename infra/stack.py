@@ -78,8 +78,8 @@ def declare_docker_stack(config: StackConfig, root: Path) -> StackOutputs:
         args=ModelImageArgs(
             repository=config.image_repository,
             registry=config.registry,
-            # A Pulumi secret: encrypted in state, masked in output.
-            credentials=pulumi.Config("liftlock").get_secret("registryCredentials"),
+            # A schema-declared secret (infra/config.py): a secret Output, encrypted in state.
+            credentials=config.secrets.get("registryCredentials"),
             bundle_digest=digest,
             bundle_dir=bundle_dir,
             context_hash=build_context_hash(bundle_dir),

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "gate",
     "promote",
     "status",
+    "recover",
     "preview",
     "repro-check",
     "demo",

@@ -40,7 +40,8 @@ SMOKE_ROWS = 3
 READY_TIMEOUT_S = 120.0
 #: What the loop changes in git-tracked paths; the sample change starts from them. `dvc repro`
 #: (step 1) re-locks dvc.lock and rewrites the uncached metrics in eval/ when the code moved on.
-CHANGED_PATHS = ("stacks", "promotions", "deploy", "eval", "dvc.lock")
+# policies/allowed_signers: the first promotion into a stack writes its signer there.
+CHANGED_PATHS = ("stacks", "promotions", "policies/allowed_signers", "deploy", "eval", "dvc.lock")
 
 
 @dataclass

@@ -7,12 +7,12 @@ runs it are the same install; otherwise the one on PATH.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from liftlock.errors import ExternalCommandError, ToolMissingError
+from liftlock.run import run_command
 
 
 class DvcFailed(ExternalCommandError):
@@ -27,23 +27,22 @@ def dvc_executable() -> str:
     return found
 
 
-def run_dvc(args: Sequence[str], cwd: Path, env: Mapping[str, str], timeout_s: float = 1800) -> str:
+def run_dvc(
+    args: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 1800,
+    *,
+    what: str | None = None,
+) -> str:
     """stdout of `dvc <args>` run in `cwd`; DvcFailed names the command on failure."""
-    command = [dvc_executable(), *args]
-    shown = " ".join(["dvc", *args])
-    try:
-        completed = subprocess.run(
-            command,
-            cwd=cwd,
-            env=dict(env),
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as slow:
-        raise DvcFailed(f"`{shown}` in {cwd} timed out after {timeout_s:.0f} s") from slow
-    if completed.returncode != 0:
-        tail = "\n".join((completed.stderr or completed.stdout).strip().splitlines()[-8:])
-        raise DvcFailed(f"`{shown}` in {cwd} exited {completed.returncode}: {tail}")
+    completed = run_command(
+        [dvc_executable(), *args],
+        what=what or f"run `dvc {' '.join(args)}` in {cwd}",
+        missing_hint="make venv (installs liftlock[train])",
+        cwd=cwd,
+        env=env,
+        timeout=timeout_s,
+        failure=DvcFailed,
+    )
     return completed.stdout

@@ -1,27 +1,42 @@
 """`liftlock promote <from> <to>`: move a bundle to the next stack, only through the gate.
 
-Orchestration only: find the bundle `<from>` runs (or the workspace's), run the gate of `<to>` on
-it, and only when no mandatory rule fails write its digest (and image) into
-stacks/Pulumi.<to>.yaml and a promotion record; with `--git`, commit both on a branch
-`promote/<to>/<digest12>` so the promotion is a reviewable change. A refused promotion, a dry run
-and bad input change no file.
+Orchestration only: find the bundle `<from>` runs (fetched through DVC by the hash its record
+names) or the workspace's (stored into DVC first), run the gate of `<to>` on it, and only when no
+mandatory rule fails write its digest (and image) into stacks/Pulumi.<to>.yaml and a signed
+promotion record; with `--git`, commit them on a branch `promote/<to>/<digest12>` so the promotion
+is a reviewable change. A refused promotion, a dry run and bad input change no file. One
+promotion into a stack at a time: a second one is refused while the first holds the stack's lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import getpass
+import hashlib
+import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from liftlock.errors import BundleError, ConfigError
-from liftlock.gate import GateReport, run_gate, stack_file, verify
+from liftlock.errors import ConfigError
+from liftlock.gate import (
+    Candidate,
+    GateReport,
+    pinned_candidate,
+    pinned_values,
+    run_gate,
+    stack_file,
+    stored_candidate,
+)
 from liftlock.git import git_output
-from liftlock.records import digest12, record_path, write_record
+from liftlock.records import digest12, record_path, signing_identity, write_signed_record
 from liftlock.stackfile import set_stack_values
+from policies.promotion import RECORD_KIND, check_pinned
 
 WORKSPACE = "workspace"
 WORKSPACE_BUNDLE = Path("bundle")
@@ -38,6 +53,8 @@ class Promotion:
     report: GateReport
     stack_path: Path
     record: Path | None = None
+    written_files: list[Path] = field(default_factory=list)
+    already: str | None = None  # the stack already pins this, recorded: nothing was written
     branch: str | None = None
     commit: str | None = None
 
@@ -55,32 +72,47 @@ def load_config(root: Path, stack: str) -> Any:
         raise ConfigError(str(error)) from error
 
 
-def source_bundle(root: Path, source: str) -> tuple[Path, str, Any]:
-    """(bundle folder, digest, source StackConfig or None) of `<from>`."""
-    workspace = root / WORKSPACE_BUNDLE
+@contextlib.contextmanager
+def source_candidate(root: Path, source: str) -> Iterator[tuple[Candidate, Any]]:
+    """(the bundle `<from>` holds, as DVC has it; source StackConfig or None)."""
     if source == WORKSPACE:
-        return workspace, verify(workspace), None
+        bundle = root / WORKSPACE_BUNDLE
+        # Pushed: what the record names must be fetchable where the gate runs next (CI).
+        with stored_candidate(root, bundle, origin="workspace bundle/", push=True) as found:
+            yield found, None
+        return
     config = load_config(root, source)
-    folder = root / config.bundle_dir if config.target == "docker" else workspace
-    wanted = config.bundle_digest
-    if wanted is None:
-        if config.target != "docker":
-            raise ConfigError(f"stacks/Pulumi.{source}.yaml: liftlock:bundleDigest is not set")
-        return folder, verify(folder), config
-    if not (folder / "bundle.json").is_file():
-        raise BundleError(
-            f"{folder}: no bundle; {source} runs {digest12(wanted)}",
-            hint="rebuild it with `dvc repro` (or `dvc checkout` at the commit that promoted it)",
-        )
-    digest = verify(folder)
-    if digest != wanted:
-        raise BundleError(
-            f"{source} runs bundle {digest12(wanted)} (stacks/Pulumi.{source}.yaml "
-            f"liftlock:bundleDigest) but {folder} holds {digest12(digest)}",
-            hint=f"`dvc checkout` the bundle {source} runs (git checkout the commit of its "
-            "promotion record first), or promote `workspace` instead",
-        )
-    return folder, digest, config
+    with pinned_candidate(root, source, push=True) as found:
+        yield found, config
+
+
+@contextlib.contextmanager
+def promotion_lock(root: Path, stack: str) -> Iterator[None]:
+    """One promotion into `stack` at a time (per checkout); a second is refused, clearly.
+
+    An OS lock (flock) outside the work tree: it goes away with the process that held it, so a
+    killed promotion never leaves a stale lock behind.
+    """
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"liftlock-promote-{key}-{stack}.lock"
+    with path.open("a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(
+                f"another `liftlock promote` into {stack} is running ({holder}); "
+                "nothing was written",
+                hint="wait for it to finish, then run `liftlock status` and retry if needed",
+            ) from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def resolve_image(
@@ -134,13 +166,18 @@ def current_user(root: Path) -> str:
 
 
 def record_data(promotion: Promotion, root: Path, when: datetime) -> dict[str, Any]:
+    """What the signed record says: what, from, to, verdicts with their inputs, lineage, who."""
     report = promotion.report
     return {
+        "kind": RECORD_KIND,
         "from": promotion.source,
         "to": promotion.target,
         "bundleDigest": promotion.digest,
         "image": promotion.image,
+        "dvc": report.dvc,
+        "passed": report.passed,
         "metrics": report.metrics,
+        "ruleInputs": report.rule_inputs,
         "verdicts": [
             {key: item.to_json()[key] for key in ("rule", "subject", "level", "verdict", "message")}
             for item in report.findings
@@ -148,6 +185,7 @@ def record_data(promotion: Promotion, root: Path, when: datetime) -> dict[str, A
         "infraSource": report.infra_source,
         "gitCommit": git_commit_id(root),
         "user": current_user(root),
+        "signer": signing_identity(root),
         "time": when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
 
@@ -173,58 +211,73 @@ def promote(
     image: str | None = None,
     preview: bool = True,
     now: datetime | None = None,
+    log: Any = print,
 ) -> Promotion:
     """Gate and, on a pass, promote. Returns what happened; writes nothing unless it passed."""
     if source == target:
         raise ConfigError(f"cannot promote {source} to itself")
     target_config = load_config(root, target)
     stack_path = stack_file(root, target)
-    bundle_dir, digest, source_config = source_bundle(root, source)
-    try:
-        pinned = resolve_image(source_config, target_config, digest, image)
-        image_problem: ConfigError | None = None
-    except ConfigError as problem:
-        # Judge the bundle anyway (with the image <to> runs now): a refusal says more than a
-        # missing image, and a pass still stops below.
-        pinned, image_problem = None, problem
-    overrides: Mapping[str, str] = {"image": pinned} if pinned else {}
-    report = run_gate(root, target, bundle_dir, preview=preview, overrides=overrides, now=now)
-    if image_problem is not None and report.passed:
-        raise image_problem
-    promotion = Promotion(
-        source=source,
-        target=target,
-        bundle_dir=bundle_dir,
-        digest=digest,
-        image=pinned,
-        report=report,
-        stack_path=stack_path,
-    )
-    if not report.passed or dry_run:
-        return promotion
-    when = now or datetime.now(UTC)
-    branch = f"promote/{target}/{digest12(digest)}"
+    lock = promotion_lock(root, target) if not dry_run else contextlib.nullcontext()
+    with lock, source_candidate(root, source) as (candidate, source_config):
+        digest = candidate.digest
+        try:
+            pinned = resolve_image(source_config, target_config, digest, image)
+            image_problem: ConfigError | None = None
+        except ConfigError as problem:
+            # Judge the bundle anyway (with the image <to> runs now): a refusal says more than a
+            # missing image, and a pass still stops below.
+            pinned, image_problem = None, problem
+        overrides: Mapping[str, str] = {"image": pinned} if pinned else {}
+        report = run_gate(root, target, candidate, preview=preview, overrides=overrides, now=now)
+        if image_problem is not None and report.passed:
+            raise image_problem
+        promotion = Promotion(
+            source=source,
+            target=target,
+            bundle_dir=candidate.bundle_dir,
+            digest=digest,
+            image=pinned,
+            report=report,
+            stack_path=stack_path,
+        )
+        if not report.passed or dry_run:
+            return promotion
+        if pinned_values(root, target) == (digest, pinned):
+            current = check_pinned(root, target, digest, pinned)
+            if current.ok:  # a second promotion of the same thing writes no second record
+                promotion.already = current.message
+                return promotion
+        if candidate.store_problem:
+            log(f"warning: {candidate.store_problem}; run `dvc push` so CI can fetch the bundle")
+        when = now or datetime.now(UTC)
+        branch = f"promote/{target}/{digest12(digest)}"
+        if git:
+            _check_git_ready(root, stack_path, branch)
+        values = {"bundleDigest": digest, **({"image": pinned} if pinned else {})}
+        record = record_path(root, target, digest, when)
+        data = record_data(promotion, root, when)
+        # First: it refuses to overwrite, before the stack file changes.
+        written = write_signed_record(root, record, data, log=log)
+        try:
+            set_stack_values(stack_path, values)
+        except Exception:
+            for path in written:
+                if path.suffix in (".json", ".sig"):
+                    path.unlink(missing_ok=True)
+            raise
+        promotion.record = record
+        promotion.written_files = written
     if git:
-        _check_git_ready(root, stack_path, branch)
-    values = {"bundleDigest": digest, **({"image": pinned} if pinned else {})}
-    record = record_path(root, target, digest, when)
-    data = record_data(promotion, root, when)
-    write_record(record, data)  # first: it refuses to overwrite, before the stack file changes
-    try:
-        set_stack_values(stack_path, values)
-    except Exception:
-        record.unlink()
-        raise
-    promotion.record = record
-    if git:
-        paths = [stack_path.relative_to(root).as_posix(), record.relative_to(root).as_posix()]
+        paths = [stack_path.relative_to(root).as_posix()]
+        paths += [path.relative_to(root).as_posix() for path in written]
         git_output(root, "switch", "--create", branch)
         git_output(root, "add", "--", *paths)
         message = (
             f"promote {source} -> {target}: bundle {digest12(digest)}\n\n"
             f"Gate {target}: {len(report.findings)} verdicts, "
             f"{sum(1 for f in report.findings if f.verdict.value == 'warn')} advisory warning(s).\n"
-            f"Record: {paths[1]}"
+            f"Record: {record.relative_to(root).as_posix()} (signed)"
         )
         git_output(root, "commit", "--quiet", "-m", message, "--", *paths)
         promotion.branch = branch

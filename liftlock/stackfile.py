@@ -67,6 +67,17 @@ def stack_file_copy(
         yield copy
 
 
+def read_stack_values(path: Path) -> dict[str, Any]:
+    """The `liftlock:` values of a stack file, typed; a broken file is a ConfigError naming it
+    (the real file, its line) and the fix."""
+    from infra.config import StackConfigError, read_stack_file
+
+    try:
+        return read_stack_file(path)
+    except StackConfigError as error:
+        raise ConfigError(str(error)) from error
+
+
 def _yaml() -> Any:
     from ruamel.yaml import YAML
 

@@ -19,9 +19,16 @@ if __name__ == "__main__":
     from pulumi_policy import EnforcementLevel, PolicyPack
 
     from policies.crossguard import pack_policies
+    from policies.gates import GatesError
 
+    try:
+        policies = pack_policies(PACK_DIR / "gates.yaml")
+    except GatesError as error:
+        # One message naming the file, the key and the fix; no traceback for the engine to echo.
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
     PolicyPack(
         name="liftlock-policies",
         enforcement_level=EnforcementLevel.MANDATORY,
-        policies=pack_policies(PACK_DIR / "gates.yaml"),
+        policies=policies,
     )

@@ -33,8 +33,13 @@ from pulumi_policy import (
 )
 
 from policies.gates import Gates, load_gates
-from policies.model import UNKNOWN, Level, Rule, RuleContext, object_name
+from policies.model import UNKNOWN, Level, Rule, RuleContext, containers, object_name
+from policies.promotion import check_pinned
 from policies.rules import all_rules
+from policies.rules.governance import promotion_recorded
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+BUNDLE_ANNOTATION = "liftlock.io/bundle-digest"
 
 KUBERNETES_PREFIX = "kubernetes:"
 _LEVELS = {
@@ -164,10 +169,42 @@ class RuleStackPolicy(_GatedRulePolicy, StackValidationPolicy):
             report(_message(self.rule, object_name(obj), problem), urns.get(id(obj)))
 
 
+def pinned_by_objects(objects: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | None]:
+    """(bundle digest, image) the stack's model Deployment carries: what it would deploy."""
+    for obj in objects:
+        if obj.get("kind") != "Deployment":
+            continue
+        digest = ((obj.get("metadata") or {}).get("annotations") or {}).get(BUNDLE_ANNOTATION)
+        if digest:
+            images = [c.get("image") for c in containers(obj) if c.get("image")]
+            return str(digest), (str(images[0]) if images else None)
+    return None, None
+
+
+class PromotionRecordPolicy(_GatedRulePolicy, StackValidationPolicy):
+    """promotion-recorded in the engine: the digest and image the rendered Deployment carries
+    must have a valid signed record of a passing gate for this stack (policies.promotion)."""
+
+    def _validate(self, args: StackValidationArgs, report: ReportViolation) -> None:
+        objects, urns = [], {}
+        for resource in args.resources:
+            obj = kube_object(resource.resource_type, resource.props)
+            if obj is not None:
+                objects.append(obj)
+                urns[str(obj.get("kind"))] = resource.urn
+        digest, image = pinned_by_objects(objects)
+        if digest is None or digest == UNKNOWN or self.context.stack is None:
+            return  # not a liftlock model deployment (or not known during this preview)
+        check = check_pinned(REPOSITORY, self.context.stack, digest, image)
+        facts = {"promotion": {"status": check.status, "message": check.message}}
+        for problem in self.rule.check(facts, self.context.rule_context()):
+            report(_message(self.rule, "Deployment", problem), urns.get("Deployment"))
+
+
 def build_policies(gates_path: Path, context: StackContext | None = None) -> list[Policy]:
     """The pack's policies: every resource and stack rule, at the stack's levels."""
     context = context or StackContext(load_gates(gates_path))
-    policies: list[Policy] = []
+    policies: list[Policy] = [PromotionRecordPolicy(promotion_recorded, context)]
     for rule in all_rules():
         if rule.scope == "resource":
             policies.append(RuleResourcePolicy(rule, context))

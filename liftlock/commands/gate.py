@@ -22,8 +22,8 @@ def print_report(report: GateReport, *, title: str | None = None) -> None:
     from rich.table import Table
 
     table = Table(
-        title=title or f"gate {report.stack}: bundle {report.bundle_digest[7:19]}",
-        caption=f"infrastructure rules: {report.infra_source}",
+        title=title or f"gate {report.stack}: bundle {report.bundle_digest}",
+        caption=f"judged: {report.origin}\ninfrastructure rules: {report.infra_source}",
         show_lines=False,
     )
     for column in ("rule", "resource / artifact", "level", "verdict", "finding / fix"):
@@ -60,12 +60,14 @@ def register(app: typer.Typer) -> None:
             str, typer.Argument(help="Stack to judge the bundle for (dev, staging, prod).")
         ],
         bundle: Annotated[
-            Path,
+            Path | None,
             typer.Option(
                 "--bundle",
-                help="Bundle folder to judge (default: bundle/, what `dvc repro` built).",
+                help="Judge this bundle folder as a candidate for the stack (as `liftlock "
+                "promote workspace <stack>` would). Default: the bundle the stack pins, fetched "
+                "through DVC by the hash its promotion record names.",
             ),
-        ] = Path("bundle"),
+        ] = None,
         as_json: Annotated[
             bool, typer.Option("--json", help="Print the verdicts as JSON.")
         ] = False,
@@ -78,17 +80,22 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
     ) -> None:
-        """Judge a bundle for a stack; exit 1 when a mandatory rule fails.
+        """Judge the bundle a stack pins (or a candidate); exit 1 when a mandatory rule fails.
 
-        Runs the ML rules on the bundle and the infrastructure rules through
+        Fetches the pinned bundle by its DVC hash, checks its signed promotion record,
+        recomputes its metrics, runs the ML rules and the infrastructure rules through
         `pulumi preview --policy-pack policies`, and prints one table.
         """
         from liftlock.engine.env import find_project_root
-        from liftlock.gate import run_gate
+        from liftlock.gate import run_gate, stored_candidate
 
         root = find_project_root()
-        folder = bundle if bundle.is_absolute() else root / bundle
-        report = run_gate(root, stack, folder, preview=not no_preview)
+        if bundle is None:
+            report = run_gate(root, stack, preview=not no_preview)
+        else:
+            folder = bundle if bundle.is_absolute() else root / bundle
+            with stored_candidate(root, folder, origin=f"candidate {bundle}") as candidate:
+                report = run_gate(root, stack, candidate, preview=not no_preview)
         if as_json:
             typer.echo(json.dumps(report.to_json(), indent=2))
         else:

@@ -140,8 +140,9 @@ def register(app: typer.Typer) -> None:
             )
             html_out.write_text(page, encoding="utf-8")
             typer.echo(f"HTML report written to {html_out}", err=True)
-        failed = [s.stack for s in report.stacks if s.policy_verdict == "fail"] + [
-            g.stack for g in report.gates.values() if g.verdict == "fail"
+        # A preview or gate that errored judged nothing: that fails too, never passes.
+        failed = [s.stack for s in report.stacks if s.policy_verdict in ("fail", "error")] + [
+            g.stack for g in report.gates.values() if g.verdict in ("fail", "error")
         ]
         edited = [s for s in report.stacks if s.manifest_problems]
         for stack in edited:
@@ -153,6 +154,8 @@ def register(app: typer.Typer) -> None:
         if fail_on_policy and (failed or edited):
             if failed:
                 typer.secho(
-                    f"mandatory policy failed for: {', '.join(sorted(set(failed)))}", err=True
+                    f"mandatory policy failed (or its preview errored) for: "
+                    f"{', '.join(sorted(set(failed)))}",
+                    err=True,
                 )
             raise typer.Exit(1)

@@ -52,8 +52,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Promote a bundle to a stack, only if the stack's gate passes.
 
-        Writes liftlock:bundleDigest and liftlock:image into stacks/Pulumi.<to>.yaml and a record
-        promotions/<to>/<time>-<digest12>.json. A refused promotion changes no file.
+        Writes liftlock:bundleDigest and liftlock:image into stacks/Pulumi.<to>.yaml and a signed
+        record promotions/<to>/<time>-<digest12>.json (+ .sig). A refused promotion changes no
+        file; a second promotion into the same stack at the same time is refused.
         """
         from liftlock.commands.gate import blocking_rules, print_report
         from liftlock.engine.env import find_project_root
@@ -73,6 +74,9 @@ def register(app: typer.Typer) -> None:
                 f"failed: {blocking_rules(result.report)}"
             )
         stack = result.stack_path.relative_to(root)
+        if result.already:
+            typer.echo(f"already promoted, nothing written: {result.already}")
+            return
         if dry_run:
             typer.echo(
                 f"dry run: would set liftlock:bundleDigest={result.digest}"
@@ -82,7 +86,7 @@ def register(app: typer.Typer) -> None:
             return
         typer.echo(f"promoted {source} -> {target}: {stack} updated")
         if result.record:
-            typer.echo(f"record: {result.record.relative_to(root)}")
+            typer.echo(f"record: {result.record.relative_to(root)} (signed: .sig beside it)")
         if result.branch:
             typer.echo(f"committed {result.commit} on branch {result.branch}")
         typer.echo(f"next: pulumi up --stack {target}")

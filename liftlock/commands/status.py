@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from liftlock.errors import ConfigError, ExternalCommandError
+
 
 def register(app: typer.Typer) -> None:
     @app.command("status")
@@ -33,18 +35,37 @@ def register(app: typer.Typer) -> None:
             "target",
             "bundle",
             "last promotion",
+            "record",
             "workspace bundle",
             "pending",
         ):
             table.add_column(column, overflow="fold")
-        for row in collect_status(root, engine=not no_engine):
+        rows = collect_status(root, engine=not no_engine)
+        for row in rows:
             record = row.last_record
             table.add_row(
                 row.stack,
                 row.target,
                 row.bundle_digest[7:19] if row.bundle_digest else "-",
                 f"{record.time} from {record.source}" if record else "never promoted",
+                row.record.status if row.record.ok else f"[bold red]{row.record.status}[/]",
                 {None: "-", True: "differs", False: "same"}[row.workspace_differs],
                 row.pending,
             )
-        Console(width=max(Console().width, 120)).print(table)
+        console = Console(width=max(Console().width, 170))
+        console.print(table)
+        for row in rows:
+            if not row.record.ok:
+                console.print(f"[bold red]{row.stack}[/]: {row.record.message}", soft_wrap=True)
+        invalid = [row.stack for row in rows if row.record.status == "record invalid"]
+        if invalid:
+            raise ConfigError(
+                f"promotion records of {', '.join(invalid)} are invalid (see above)",
+                hint="restore them from git, or promote again through the gate",
+            )
+        failed = [row.stack for row in rows if row.preview_failed]
+        if failed:
+            raise ExternalCommandError(
+                f"the engine's preview failed for {', '.join(failed)} (see 'pending')",
+                hint="fix what the message names, then `pulumi preview --stack <stack>`",
+            )

@@ -125,3 +125,63 @@ def stream_output(process: subprocess.Popen[bytes]) -> Iterator[tuple[str, bytes
 def exit_status(returncode: int) -> int:
     """A shell-style status: 128+N when the child died of signal N."""
     return 128 - returncode if returncode < 0 else returncode
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(command name, parent pid, start time) of a process from /proc, or None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()
+    return name, int(fields[1]), int(fields[19])
+
+
+class EnginePlugins:
+    """The plugins the engine started beside this host (providers, analyzers).
+
+    When the engine is killed (SIGKILL, a lost runner) nothing stops them: the engine's Go
+    providers only notice after their minutes-long health-check interval. The host outlives the
+    engine by a second or two (it watches it), so it remembers the engine's `pulumi-*` children
+    while the engine runs and, once the engine is gone, stops those that are still orphans.
+    Linux only (/proc); elsewhere it does nothing.
+    """
+
+    def __init__(self, engine_pid: int) -> None:
+        self.engine_pid = engine_pid
+        self.seen: dict[int, int] = {}  # pid -> start time (a reused pid is not ours)
+
+    def remember(self) -> None:
+        try:
+            pids = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+        except OSError:
+            return
+        for pid in pids:
+            stat = _stat(pid)
+            plugin = stat is not None and stat[0].startswith("pulumi-") and pid != os.getpid()
+            if plugin and stat is not None and stat[1] == self.engine_pid:
+                self.seen[pid] = stat[2]
+
+    def orphans(self) -> list[int]:
+        """Remembered plugins still running, no longer children of the engine."""
+        found = []
+        for pid, started in self.seen.items():
+            stat = _stat(pid)
+            if stat and stat[2] == started and stat[1] != self.engine_pid:
+                found.append(pid)
+        return found
+
+    def stop_orphans(self) -> list[int]:
+        stopped = self.orphans()
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = STOP_GRACE_SECONDS
+        while stopped and deadline > 0 and any(pid in self.orphans() for pid in stopped):
+            threading.Event().wait(0.1)
+            deadline -= 0.1
+        for pid in self.orphans():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        return stopped

@@ -32,7 +32,12 @@ from google.protobuf import empty_pb2, json_format
 from pulumi.runtime.proto import language_pb2, language_pb2_grpc, plugin_pb2
 
 from liftlock.engine import program_runner
-from liftlock.engine.children import ChildProcesses, exit_status, stream_output
+from liftlock.engine.children import (
+    ChildProcesses,
+    EnginePlugins,
+    exit_status,
+    stream_output,
+)
 from liftlock.engine.python_runtime import (
     PluginRequirement,
     PythonRuntime,
@@ -463,18 +468,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _watch_engine(address: str, stop: threading.Event) -> None:
-    """Stop when the engine that started us is gone (it may die without signalling us)."""
+def _watch_engine(address: str, stop: threading.Event, plugins: EnginePlugins) -> None:
+    """Stop when the engine that started us is gone (it may die without signalling us), and
+    stop the plugins it left behind (see EnginePlugins)."""
     host, _, port = address.rpartition(":")
     failures = 0
     while not stop.wait(ENGINE_CHECK_SECONDS):
+        if os.getppid() != plugins.engine_pid:  # reparented: the engine died
+            break
+        plugins.remember()
         try:
             with socket.create_connection((host or "127.0.0.1", int(port)), timeout=1.0):
                 failures = 0
         except (OSError, ValueError):
             failures += 1
             if failures >= ENGINE_CHECK_FAILURES:
-                stop.set()
+                break
+    else:
+        return  # stopped by the engine (SIGINT/SIGTERM): it stops its own plugins
+    plugins.stop_orphans()
+    stop.set()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -490,7 +503,10 @@ def main(argv: list[str] | None = None) -> int:
     running = start_host(engine_address)
     print(running.port, flush=True)
     if engine_address:
-        threading.Thread(target=_watch_engine, args=(engine_address, stop), daemon=True).start()
+        plugins = EnginePlugins(os.getppid())
+        threading.Thread(
+            target=_watch_engine, args=(engine_address, stop, plugins), daemon=True
+        ).start()
     while not stop.wait(0.5):
         pass
     running.stop()

@@ -177,6 +177,7 @@ def run_preview(
     env: Mapping[str, str],
     *,
     policy_pack: Path | None = None,
+    policy_pack_config: Path | None = None,
     config_file: Path | None = None,
     timeout_s: float = 900.0,
 ) -> EnginePreview:
@@ -186,6 +187,8 @@ def run_preview(
     command += ["--json", "--non-interactive", "--color", "never"]
     if policy_pack is not None:
         command += ["--policy-pack", str(policy_pack)]
+    if policy_pack_config is not None:
+        command += ["--policy-pack-config", str(policy_pack_config)]
     if config_file is not None:
         command += ["--config-file", str(config_file)]
     environment = dict(env)

@@ -52,12 +52,18 @@ def run_gate(
     bundle: Path | None = None,
     manifests: Path | None = None,
 ) -> tuple[GateVerdict, list[Finding]]:
-    """The gate's verdict on `bundle` (default bundle/) for `stack`, and its findings; a
-    domain error (a broken bundle, gates.yaml, stack file) is the verdict "error"."""
+    """The gate's verdict for `stack` on what it would deploy: the bundle the head pins, fetched
+    by the hash its signed record names (or `bundle`, judged as a candidate), and its findings.
+    A domain error (a broken bundle, gates.yaml, stack file, an unrecorded pin) is "error"."""
     from liftlock.gate import run_gate as judge
+    from liftlock.gate import stored_candidate
 
     try:
-        report = judge(root, stack, bundle or root / "bundle", preview=False, manifests=manifests)
+        if bundle is None:
+            report = judge(root, stack, preview=False, manifests=manifests)
+        else:
+            with stored_candidate(root, bundle, origin=f"candidate {bundle}") as candidate:
+                report = judge(root, stack, candidate, preview=False, manifests=manifests)
     except DomainError as error:
         return GateVerdict(stack, "error", message=str(error)), []
     return verdict_of(stack, report.findings), list(report.findings)

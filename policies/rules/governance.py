@@ -1,4 +1,5 @@
-"""Governance rules: ownership and lineage labels, public exposure, freeze windows."""
+"""Governance rules: ownership and lineage labels, public exposure, freeze windows, signed
+promotion records."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from policies.model import KubeObject, RuleContext, rule
 
 PUBLIC_SERVICE_TYPES = frozenset({"LoadBalancer", "NodePort"})
+PROMOTION_RULE = "promotion-recorded"
 
 
 @rule(
@@ -68,4 +70,31 @@ def freeze_window(facts: Mapping[str, Any], ctx: RuleContext) -> Iterator[str]:
             )
 
 
-RULES = (required_labels, public_exposure_allowed, freeze_window)
+def _promotion_summary(facts: Mapping[str, Any], ctx: RuleContext) -> str:
+    check = facts.get("promotion")
+    if check is None:
+        return "a candidate: the promotion writes its signed record"
+    return str(check.get("message", "recorded"))
+
+
+@rule(
+    name=PROMOTION_RULE,
+    domain="governance",
+    scope="bundle",
+    artifact="promotions/ (signed record)",
+    summary=_promotion_summary,
+    description="What the stack pins (bundle digest and image) is backed by a valid signed "
+    "record of a passing gate for that stack (promotions/<stack>/, verified against "
+    "policies/allowed_signers/<stack>).",
+    fix="promote the bundle through the gate: `liftlock promote <from> <stack>`; never edit "
+    "liftlock:bundleDigest or liftlock:image by hand",
+)
+def promotion_recorded(facts: Mapping[str, Any], ctx: RuleContext) -> Iterator[str]:
+    """`facts["promotion"]`: policies.promotion.check_pinned's answer ({status, message}), or
+    None for a candidate, whose record the promotion is about to write."""
+    check = facts.get("promotion")
+    if check is not None and check.get("status") != "recorded":
+        yield f"{check.get('status')}: {check.get('message')}"
+
+
+RULES = (required_labels, public_exposure_allowed, freeze_window, promotion_recorded)

@@ -6,6 +6,9 @@ They take the *facts* about a bundle, a plain dict gathered by the orchestration
     subject        str   how to name the bundle in messages (its folder)
     digest         str   the bundle digest (sha256:…)
     metrics        dict  metric name -> value (bundle.json)
+    metrics_file   dict | None  the bundle's metrics.json
+    evidence       dict  {recomputed: {metric: value}} from the bundle's model on its test split,
+                         or {error: why it could not be recomputed}
     champion       dict | None  the target stack's current bundle: {digest, metrics, record}
     data_report    dict | None  the data validation report ({valid: bool, violations: [...]})
     data_report_path str
@@ -182,8 +185,41 @@ def pipeline_up_to_date(facts: Facts, ctx: RuleContext) -> Iterator[str]:
         yield f"stage {stage!r} changed: {'; '.join(str(change) for change in changes)}"
 
 
+@rule(
+    name="evidence-matches",
+    domain="ml",
+    scope="bundle",
+    artifact="{subject}/bundle.json vs its model on the test split",
+    summary=lambda facts, ctx: "metrics recomputed from the model on the test split match",
+    description="The metrics the bundle claims (bundle.json, metrics.json) are the ones its own "
+    "model scores on the test split it names, recomputed by the gate.",
+    fix="rebuild the bundle with `dvc repro` (evaluate, package) instead of editing its files, "
+    "and commit dvc.lock",
+)
+def evidence_matches(facts: Facts, ctx: RuleContext) -> Iterator[str]:
+    evidence = facts.get("evidence") or {}
+    if evidence.get("error"):
+        yield f"cannot check the claimed metrics: {evidence['error']}"
+        return
+    recomputed = evidence.get("recomputed") or {}
+    if not recomputed:
+        yield "the metrics were not recomputed: nothing backs the bundle's claims"
+        return
+    claims = {"bundle.json": facts.get("metrics") or {}}
+    if facts.get("metrics_file") is not None:
+        claims["metrics.json"] = facts.get("metrics_file") or {}
+    for where, claimed in claims.items():
+        for name, actual in sorted(recomputed.items()):
+            value = _number(claimed.get(name))
+            if value is None:
+                yield f"{where} has no {name} (recomputed {actual:.6f})"
+            elif abs(value - actual) > 1e-6:
+                yield f"{where} claims {name} {value:.6f}, the model scores {actual:.6f}"
+
+
 RULES = (
     metrics_thresholds,
+    evidence_matches,
     no_regression,
     data_validation_passed,
     model_card_complete,

@@ -6,8 +6,10 @@ on a `git clone` of it, with a small synthetic bundle in bundle/ (tests/policies
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,8 +41,10 @@ def git(root: Path, *args: str) -> str:
 def clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A clone of the committed repository with a passing bundle in bundle/, set as the root.
 
-    The lineage facts (dvc.lock, `dvc status`) are stubbed clean here: the clone has no DVC cache;
-    the lineage collection itself is tested on its own.
+    Its own DVC cache and remote (the gate stores and fetches bundles by hash through real DVC),
+    its own signing key. The lineage facts (dvc.lock, `dvc status`) and the metrics recomputed
+    from the model are stubbed here (the synthetic bundle has no real model or dvc.lock entry);
+    both are tested on real DVC outputs on their own (test_lineage.py, test_evidence.py).
     """
     root = tmp_path / "repo"
     subprocess.run(
@@ -54,9 +58,30 @@ def clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # The real prod freeze windows would make these tests depend on the date they run.
     edit_gates(root, lambda d: d["stacks"]["prod"].pop("freezeWindows", None))
     git(root, "commit", "--quiet", "-am", "test: no freeze windows")
+    dvc(root, "remote", "modify", "--local", "local", "url", str(tmp_path / "dvc-remote"))
     monkeypatch.setenv("LIFTLOCK_ROOT", str(root))
+    monkeypatch.setenv("LIFTLOCK_SIGNING_KEY", str(tmp_path / "keys" / "promotion_ed25519"))
     monkeypatch.setattr("liftlock.gate.collect_lineage", lambda root, bundle: dict(CLEAN_LINEAGE))
+    monkeypatch.setattr("liftlock.gate.recompute_evidence", claimed_metrics)
     return root
+
+
+def claimed_metrics(candidate: Any) -> dict[str, Any]:
+    """The synthetic bundle's own claims, as if its model scored them."""
+    manifest = json.loads((candidate.bundle_dir / "bundle.json").read_text())
+    return {"recomputed": dict(manifest["metrics"])}
+
+
+def dvc(root: Path, *args: str) -> str:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return result.stdout.strip()
 
 
 def edit_gates(root: Path, edit: Callable[[dict[str, Any]], Any]) -> None:
@@ -89,3 +114,24 @@ def run(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str]]:
 def replace_bundle(root: Path, metrics: dict[str, float], tag: str) -> None:
     shutil.rmtree(root / "bundle")
     make_bundle(root / "bundle", metrics, tag=tag)
+
+
+@pytest.fixture
+def real_clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clone holding the real DVC outputs of the checkout's `dvc repro` (a copy of its DVC
+    cache), its own DVC remote and signing key; nothing stubbed."""
+    if not (REPO / "bundle" / "bundle.json").is_file():
+        pytest.fail("no bundle in the checkout: run `make bundle` (dvc repro) first")
+    root = tmp_path / "repo"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(root)], check=True, timeout=120)
+    git(root, "config", "user.name", "Test Promoter")
+    git(root, "config", "user.email", "promoter@example.com")
+    shutil.copytree(Path(dvc(REPO, "cache", "dir")), tmp_path / "cache")
+    dvc(root, "cache", "dir", "--local", str(tmp_path / "cache"))
+    dvc(root, "remote", "modify", "--local", "local", "url", str(tmp_path / "dvc-remote"))
+    dvc(root, "checkout", "--quiet")
+    edit_gates(root, lambda d: d["stacks"]["prod"].pop("freezeWindows", None))
+    git(root, "commit", "--quiet", "-am", "test: no freeze windows")
+    monkeypatch.setenv("LIFTLOCK_ROOT", str(root))
+    monkeypatch.setenv("LIFTLOCK_SIGNING_KEY", str(tmp_path / "keys" / "promotion_ed25519"))
+    return root

@@ -38,7 +38,12 @@ def _report(out: str) -> dict:  # type: ignore[type-arg]
     return json.loads(out[: out.rindex("}") + 1])
 
 
+IMAGE = "liftlock-model@sha256:" + "c" * 64
+
+
 def test_gate_prod_runs_the_pack_on_the_real_program(engine_clone: Path, run: Run) -> None:
+    code, out = run("promote", "workspace", "prod", "--image", IMAGE)  # its preview too
+    assert code == 0, out
     code, out = run("gate", "prod", "--json")
     report = _report(out)
     assert code == 0, out
@@ -46,7 +51,7 @@ def test_gate_prod_runs_the_pack_on_the_real_program(engine_clone: Path, run: Ru
     judged = {f["rule"] for f in report["findings"]}
     assert {"pss-restricted", "no-privileged-containers", "image-pinned-by-digest"} <= judged
     assert {"min-replicas", "disruption-budget-present", "autoscaler-present"} <= judged
-    assert not git(engine_clone, "status", "--porcelain", "--", "stacks", "promotions")
+    assert git(engine_clone, "status", "--porcelain", "--", "stacks") == "M stacks/Pulumi.prod.yaml"
 
     # An unpinned image and a public Service in prod: refused, rule and resource named.
     stack_file = engine_clone / "stacks" / "Pulumi.prod.yaml"
@@ -66,9 +71,9 @@ def test_status_asks_the_engine_for_pending_changes(engine_clone: Path, run: Run
     code, out = run("status")
     assert code == 0, out
     assert out.count("not deployed (no stack in the backend)") == 3, out
-    code, out = run("gate", "staging", "--json")  # creates the staging stack in the backend
+    code, out = run("promote", "workspace", "staging", "--image", IMAGE)  # creates the stack
+    assert code == 0, out
     code, out = run("status")
     assert code == 0, out
     staging = next(line for line in out.splitlines() if "│ staging" in line)
-    assert "to create" in staging, out
-    assert not git(engine_clone, "status", "--porcelain", "--", "stacks", "promotions")
+    assert "to create" in staging and "recorded" in staging, out

@@ -1,4 +1,5 @@
-"""Lineage facts from a tiny real DVC project: what dvc.lock recorded, and `dvc status`."""
+"""DVC by hash, on a tiny real DVC project: store a bundle, fetch it back by its hash, and the
+lineage facts (what dvc.lock recorded, `dvc status`)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from liftlock.gate import collect_lineage
+from liftlock.dvcstore import checkout_by_hash
+from liftlock.errors import BundleError
+from liftlock.gate import collect_lineage, stored_candidate
+from ml.bundle import bundle_digest, verify_bundle
+from tests.policies.bundles import make_bundle
 
 pytestmark = pytest.mark.slow
 
 STAGE = textwrap.dedent(
-    """\
+    f"""\
     stages:
       package:
-        cmd: python make_bundle.py
+        cmd: {sys.executable} make_bundle.py
         deps:
           - make_bundle.py
         outs:
@@ -27,9 +32,8 @@ STAGE = textwrap.dedent(
 MAKER = textwrap.dedent(
     """\
     from pathlib import Path
-    Path("bundle").mkdir(exist_ok=True)
-    Path("bundle/model.onnx").write_bytes(b"model")
-    Path("bundle/bundle.json").write_text('{"files": {}}')
+    from tests.policies.bundles import make_bundle
+    make_bundle(Path("bundle"))
     """
 )
 
@@ -39,7 +43,7 @@ def _dvc(root: Path, *args: str) -> None:
     subprocess.run([dvc, *args], cwd=root, check=True, capture_output=True, timeout=300)
 
 
-def test_lineage_follows_dvc_lock_and_status(tmp_path: Path) -> None:
+def test_store_fetch_by_hash_and_lineage(tmp_path: Path) -> None:
     root = tmp_path / "project"
     root.mkdir()
     (root / "dvc.yaml").write_text(STAGE)
@@ -47,23 +51,35 @@ def test_lineage_follows_dvc_lock_and_status(tmp_path: Path) -> None:
     _dvc(root, "init", "--no-scm")
     _dvc(root, "repro")
     bundle = root / "bundle"
+    digest = bundle_digest(bundle)
 
-    clean = collect_lineage(root, bundle)
-    assert clean == {
+    with stored_candidate(root, bundle, origin="workspace", push=True) as candidate:
+        assert candidate.digest == digest and candidate.pinned_by is None
+        assert "no default DVC remote" in str(candidate.store_problem)
+        lineage = collect_lineage(root, candidate)
+        stored_hash = candidate.dvc["bundle"]
+    assert lineage == {
         "lock_found": True,
         "bundle_in_lock": True,
         "mismatched": [],
         "stale": {},
         "status_error": None,
     }
+    assert stored_hash in (root / "dvc.lock").read_text()  # DVC's own hash of the folder
 
-    (bundle / "model.onnx").write_bytes(b"tampered")
-    (bundle / "extra.txt").write_text("x")
-    changed = collect_lineage(root, bundle)
-    assert changed["mismatched"] == ["extra.txt (not in dvc.lock)", "model.onnx"]
+    fetched = checkout_by_hash(root, {"bundle": stored_hash}, tmp_path / "fetched")
+    assert verify_bundle(fetched["bundle"]) == digest
+
+    # Edited after `dvc repro`: a different hash than dvc.lock's, and `dvc status` says so.
+    make_bundle(bundle, tag="edited")
+    with stored_candidate(root, bundle, origin="workspace") as candidate:
+        changed = collect_lineage(root, candidate)
+    (problem,) = changed["mismatched"]
+    assert "is not the one dvc.lock records" in problem
     assert list(changed["stale"]) == ["package"]
 
-    elsewhere = collect_lineage(root, tmp_path / "other")
-    assert elsewhere["bundle_in_lock"] is False
-    (root / "dvc.lock").unlink()
-    assert collect_lineage(root, bundle)["lock_found"] is False
+    missing = "0" * 32 + ".dir"
+    with pytest.raises(BundleError) as caught:
+        checkout_by_hash(root, {"bundle": missing}, tmp_path / "nowhere")
+    assert f"DVC has no copy of bundle {missing}" in str(caught.value)
+    assert "dvc push" in str(caught.value)

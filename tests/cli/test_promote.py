@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from liftlock.records import latest_record
+from policies.promotion import latest_valid_record as latest_record
 from tests.cli.conftest import edit_gates, git, replace_bundle, stack_values
 from tests.policies.bundles import GOOD_METRICS, POOR_METRICS
 
@@ -84,7 +84,7 @@ def test_regression_against_the_champion_is_refused(clone: Path, run: Run) -> No
     assert code == 0, out
     worse = dict(GOOD_METRICS, accuracy=GOOD_METRICS["accuracy"] - 0.012)  # above 0.95, -0.012
     replace_bundle(clone, worse, tag="worse")
-    code, out = run("gate", "prod", "--no-preview", "--json")
+    code, out = run("gate", "prod", "--no-preview", "--json", "--bundle", "bundle")
     assert code == 1
     report = json.loads(out[: out.rindex("}") + 1])
     failed = [f for f in report["findings"] if f["verdict"] == "fail"]
@@ -155,8 +155,9 @@ def test_git_commits_the_promotion_on_a_review_branch(clone: Path, run: Run) -> 
     files = git(clone, "show", "--name-only", "--format=", "HEAD").splitlines()
     record = latest_record(clone, "dev")
     assert record is not None
+    written = record.path.relative_to(clone).as_posix()
     assert sorted(files) == sorted(
-        ["stacks/Pulumi.dev.yaml", record.path.relative_to(clone).as_posix()]
+        ["stacks/Pulumi.dev.yaml", written, written + ".sig", "policies/allowed_signers/dev"]
     )
     assert (
         git(clone, "log", "-1", "--format=%s") == f"promote workspace -> dev: bundle {digest[7:19]}"
@@ -165,3 +166,15 @@ def test_git_commits_the_promotion_on_a_review_branch(clone: Path, run: Run) -> 
     git(clone, "switch", "--quiet", "-")
     code, out = run("promote", "workspace", "dev", "--no-preview", "--git")
     assert code == 2 and f"branch {branch} already exists" in out
+
+
+def test_promote_leaves_secure_values_untouched(clone: Path, run: Run) -> None:
+    path = clone / "stacks" / "Pulumi.staging.yaml"
+    secure = (
+        "  kubernetes:kubeconfig:\n    secure: v1:cGxhY2Vob2xkZXI=:v1:bm90LWEtcmVhbC1jaXBoZXI=\n"
+    )
+    path.write_text(path.read_text().replace("config:\n", "config:\n" + secure, 1))
+    code, out = run("promote", "workspace", "staging", "--no-preview", "--image", IMAGE)
+    assert code == 0, out
+    assert secure in path.read_text()
+    assert stack_values(clone, "staging")["liftlock:image"] == IMAGE

@@ -39,7 +39,9 @@ class PulumiProject:
         root = workdir / "project"
         root.mkdir(parents=True)
         shutil.copy2(repo_root / "Pulumi.yaml", root / "Pulumi.yaml")
-        for folder in ("infra", "stacks", *extra):
+        # policies/: the program checks each mandatory stack's pins against policies/gates.yaml
+        # and its signed promotion records before it declares anything.
+        for folder in ("infra", "stacks", "policies", *extra):
             source = repo_root / folder
             if source.is_dir():
                 shutil.copytree(source, root / folder, ignore=IGNORE, symlinks=True)
@@ -97,12 +99,45 @@ class PulumiProject:
     def init(self, stack: str) -> None:
         self.run("stack", "init", stack)
 
+    def record_pins(self, stack: str) -> None:
+        """Sign a promotion record for what the stack file pins now, unless one exists.
+
+        `pulumi up` of a mandatory stack refuses pins without a valid signed record; these tests
+        are about what the program declares, not about the gate (tests/cli covers that), so the
+        record is written directly, signed with a key of this project's own.
+        """
+        from datetime import UTC, datetime
+
+        from liftlock.errors import ConfigError
+        from liftlock.records import record_path, write_signed_record
+        from liftlock.stackfile import read_stack_values
+        from policies.promotion import RECORD_KIND, check_pinned
+
+        try:
+            values = read_stack_values(self.stack_file(stack))
+        except ConfigError:
+            return  # a broken stack file is what such a test is about: the program says so
+        digest, image = values.get("bundleDigest"), values.get("image")
+        if not digest or check_pinned(self.root, stack, digest, image).ok:
+            return
+        now = datetime.now(UTC)
+        data = {
+            "kind": RECORD_KIND, "from": "test", "to": stack, "bundleDigest": digest,
+            "image": image, "passed": True, "signer": "infra-tests@liftlock.local",
+            "time": now.isoformat(timespec="microseconds"),
+        }  # fmt: skip
+        path = record_path(self.root, stack, digest, now).with_suffix(f".{now.microsecond}.json")
+        key = self.backend.parent / "keys" / "promotion_ed25519"
+        write_signed_record(self.root, path, data, log=lambda _line: None, key=key)
+
     def up(self, stack: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        self.record_pins(stack)
         return self.run("up", "--stack", stack, "--yes", "--skip-preview", *extra)
 
     def preview(
         self, stack: str, *extra: str, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
+        self.record_pins(stack)
         return self.run("preview", "--stack", stack, *extra, check=check)
 
     def destroy(self, stack: str) -> subprocess.CompletedProcess[str]:
@@ -114,6 +149,7 @@ class PulumiProject:
 
     def preview_steps(self, stack: str) -> list[dict[str, Any]]:
         """The steps of `pulumi preview --json` that change something (op other than same)."""
+        self.record_pins(stack)
         result = self.run("preview", "--stack", stack, "--json")
         steps = json.loads(result.stdout).get("steps", [])
         return [step for step in steps if step.get("op") != "same"]

@@ -32,6 +32,9 @@ def facts(card_schema: dict[str, Any]) -> dict[str, Any]:
         "subject": "bundle",
         "digest": "sha256:" + "1" * 64,
         "metrics": dict(GOOD_METRICS),
+        "metrics_file": dict(GOOD_METRICS),
+        "evidence": {"recomputed": dict(GOOD_METRICS)},
+        "promotion": None,
         "champion": {"digest": "sha256:" + "2" * 64, "metrics": dict(GOOD_METRICS), "record": "r"},
         "data_report": {"valid": True, "violations": []},
         "data_report_path": "bundle/data_validation.json",
@@ -154,6 +157,7 @@ def test_override_turns_each_ml_rule_advisory_or_off(
         metrics={"accuracy": 0.1},
         data_report=None,
         model_card=None,
+        evidence={},
         lineage={"stale": {"train": ["changed deps"]}},
     )
     relaxed = gates_with("prod", **{rule.name: "advisory"})
@@ -163,3 +167,36 @@ def test_override_turns_each_ml_rule_advisory_or_off(
     assert [f.verdict for f in evaluate_bundle(broken, off, "prod", rules=[rule])] == [
         Verdict.SKIPPED
     ]
+
+
+def test_evidence_matches_refuses_claims_the_model_does_not_score(
+    gates: Gates, facts: dict[str, Any]
+) -> None:
+    assert _problems(ml.evidence_matches, facts, gates) == []
+    facts["metrics"] = dict(GOOD_METRICS, accuracy=0.99)
+    facts["metrics_file"] = dict(GOOD_METRICS, f1=0.97)
+    assert _problems(ml.evidence_matches, facts, gates) == [
+        "bundle.json claims accuracy 0.990000, the model scores 0.965000",
+        "metrics.json claims f1 0.970000, the model scores 0.951500",
+    ]
+    facts["evidence"] = {"error": "no test split was stored with the bundle"}
+    assert _problems(ml.evidence_matches, facts, gates) == [
+        "cannot check the claimed metrics: no test split was stored with the bundle"
+    ]
+    facts["evidence"] = {}
+    (problem,) = _problems(ml.evidence_matches, facts, gates)
+    assert "not recomputed" in problem
+
+
+def test_promotion_recorded_judges_the_record_check(gates: Gates, facts: dict[str, Any]) -> None:
+    from policies.rules.governance import promotion_recorded
+
+    assert _problems(promotion_recorded, facts, gates) == []  # a candidate: no record yet
+    facts["promotion"] = {"status": "recorded", "message": "ok"}
+    assert _problems(promotion_recorded, facts, gates) == []
+    facts["promotion"] = {"status": "unrecorded", "message": "prod pins bundle sha256:ab…"}
+    assert _problems(promotion_recorded, facts, gates) == [
+        "unrecorded: prod pins bundle sha256:ab…"
+    ]
+    dev = evaluate_bundle(facts, gates, "dev", rules=[promotion_recorded])
+    assert [f.verdict for f in dev] == [Verdict.WARN]  # advisory in dev
