@@ -24,10 +24,11 @@ COMPONENTS = {
     "etcd": "v3.6.6",
     "actionlint": "1.7.12",
     "kube-score": "v1.20.0",
+    "gitleaks": "8.30.1",
 }
 LINKED = (
     "pulumi", "kube-apiserver", "kube-controller-manager", "kubelet", "kubectl", "etcd",
-    "actionlint", "kube-score",
+    "actionlint", "kube-score", "gitleaks",
 )  # fmt: skip
 
 
