@@ -7,7 +7,8 @@
    every replica + smoke prediction) against `kubectl apply` of the same rendered manifests with
    another new digest plus `kubectl rollout status` (the floor), ratio in the same run.
 
-    .venv/bin/python benchmarks/cluster.py [--skip-staging]
+    .venv/bin/python -P benchmarks/cluster.py [--skip-staging]   (-P: benchmarks/infra.py would
+    shadow the infra package)
 
 Needs root, the toolchain (kube-apiserver + node, etcd), the Docker engine and bundle/ (dvc
 repro); it starts and stops its own cluster in a temporary folder (results go to
