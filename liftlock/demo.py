@@ -131,8 +131,10 @@ class Demo:
         """`liftlock promote <source> <target>` in `root` (default the checkout), in-process."""
         from liftlock.commands.gate import blocking_rules
         from liftlock.promote import promote
+        from liftlock.records import enroll_signer
 
         where = root or self.root
+        enroll_signer(where, target, log=self.echo)  # the embedded default trusts this machine
         result = promote(where, source, target)
         if not result.report.passed:
             raise GateFailed(

@@ -144,6 +144,28 @@ def ensure_allowed_signer(root: Path, stack: str, principal: str, key: Path) -> 
     return path
 
 
+def enroll_signer(root: Path, stack: str, *, log: Any = print) -> Path | None:
+    """The embedded default's trust step (`liftlock demo` only): list this machine's key as a
+    signer of `stack` when it is not yet, as a visible change to the reviewed signers file.
+
+    A new machine has a new key; without this, the demo's first promotion into a stack that a
+    teammate already signed for would be refused. A real promotion never enrolls itself.
+    """
+    key = ensure_signing_key(log)
+    principal = signing_identity(root)
+    path = signers_file(root, stack)
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    if any(line.split()[:1] == [principal] and _public_key(key) in line for line in lines):
+        return None
+    if not any(line.strip() and not line.lstrip().startswith("#") for line in lines):
+        return None  # no signer yet: the promotion writes the first line itself
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("# added by `liftlock demo` for this machine's key: review it\n")
+        handle.write(signer_line(principal, key) + "\n")
+    log(f"trusting this machine's promotion key for {stack}: {path.relative_to(root)} (review it)")
+    return path
+
+
 def write_signed_record(
     root: Path, path: Path, data: dict[str, Any], *, log: Any = print, key: Path | None = None
 ) -> list[Path]:

@@ -165,3 +165,21 @@ def test_concurrent_promotions_write_one_record(clone: Path) -> None:
     if codes == [0, 2]:
         assert "another `liftlock promote` into dev is running" in joined
     assert stack_values(clone, "dev")["liftlock:bundleDigest"] == _digest(clone)
+
+
+def test_the_demo_enrolls_a_new_machines_key_visibly(clone: Path, tmp_path: Path) -> None:
+    """A new machine has a new key: the embedded default's demo lists it as a signer (a change
+    to the reviewed file), where a real promotion would be refused."""
+    from liftlock.records import enroll_signer, signers_file
+
+    signers = signers_file(clone, "staging")
+    signers.parent.mkdir(parents=True, exist_ok=True)
+    signers.write_text('teammate@example.com namespaces="liftlock-promotion" ssh-ed25519 AAAA\n')
+    os.environ["LIFTLOCK_SIGNING_KEY"] = str(tmp_path / "new-machine" / "key")
+    lines: list[str] = []
+    assert enroll_signer(clone, "staging", log=lines.append) == signers
+    text = signers.read_text()
+    assert text.startswith("teammate@example.com") and "added by `liftlock demo`" in text
+    assert any("trusting this machine's promotion key for staging" in line for line in lines)
+    assert enroll_signer(clone, "staging", log=lines.append) is None  # listed now: no change
+    assert signers.read_text() == text

@@ -20,7 +20,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.engine, pytest.mark.docker]
 #: What the loop is meant to change in a checkout (everything else must stay as it was).
 EXPECTED_CHANGES = re.compile(
     r"^( M stacks/Pulumi\.(dev|staging)\.yaml"
-    r"|\?\? promotions/(dev|staging)/[^/]+\.json"
+    r"|\?\? promotions/(dev|staging)/[^/]+\.json(\.sig)?"
+    # A machine whose key is not yet a signer (a new one): the demo enrolls it, visibly.
+    r"|( M|\?\?) policies/allowed_signers/(dev|staging)"
     r"|( M|\?\?) deploy/staging/.+)$"
 )
 
