@@ -10,6 +10,7 @@ import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from liftlock.errors import ExternalCommandError, ToolMissingError
 from liftlock.run import run_command
@@ -46,3 +47,12 @@ def run_dvc(
         failure=DvcFailed,
     )
     return completed.stdout
+
+
+def locked_out_hash(lock: Mapping[str, Any], out_path: str) -> str | None:
+    """The md5 a parsed dvc.lock records for the output `out_path` (None when no stage does)."""
+    for stage in (lock.get("stages") or {}).values():
+        for out in (stage or {}).get("outs") or []:
+            if str(out.get("path", "")).rstrip("/") == out_path:
+                return str(out.get("md5", ""))
+    return None

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from liftlock.dvc import dvc_executable
+from liftlock.dvc import dvc_executable, locked_out_hash
 from liftlock.dvcstore import checkout_by_hash, store_folders
 from liftlock.engine.env import engine_environment, pulumi_executable, run_pulumi
 from liftlock.engine.preview import (
@@ -275,11 +275,7 @@ def _lock_hash(root: Path, out_path: str) -> str | None:
             f"{lock}: {_yaml_where(error)}not valid YAML",
             hint="restore dvc.lock from git (`git checkout -- dvc.lock`) or rerun `dvc repro`",
         ) from error
-    for stage in (document.get("stages") or {}).values():
-        for out in (stage or {}).get("outs") or []:
-            if str(out.get("path", "")).rstrip("/") == out_path:
-                return str(out.get("md5", ""))
-    return None
+    return locked_out_hash(document, out_path)
 
 
 def _yaml_where(error: yaml.YAMLError) -> str:

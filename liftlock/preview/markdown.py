@@ -264,6 +264,8 @@ def _manifests_text(stack: StackPreview) -> str:
 
 def render_ml(ml: MLDiff, level: str = "full") -> str:
     lines = ["<details><summary><b>Model</b>: params and metrics</summary>", ""]
+    if ml.model_verdict:
+        lines += [f"**Bundle:** {cell(ml.model_verdict)}", ""]
     lines.append(
         f"Base metrics from: {cell(ml.base_source)}. Head metrics from: {cell(ml.head_source)}."
     )

@@ -19,8 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from liftlock.dvc import DvcFailed, run_dvc
-from liftlock.git import detached_worktree
+import yaml
+
+from liftlock.dvc import DvcFailed, locked_out_hash, run_dvc
+from liftlock.git import detached_worktree, git_output
 from liftlock.preview.charts import PlotData, comment_charts, parse_plots_json
 from liftlock.preview.report import MetricDelta, MLDiff, ParamChange
 
@@ -254,4 +256,32 @@ def ml_diff(
     result.plots = plots
     result.charts = comment_charts(result.metrics, plots, base_commit, "workspace")
     result.notes.append(f"Data checks (head): {checks}")
+    result.model_verdict = model_verdict(root, base_commit, params_changed=bool(result.params))
+    if stale:
+        result.model_verdict = "re-trained in a worktree: the head's dvc.lock is out of date"
     return result
+
+
+def model_verdict(root: Path, base_commit: str, *, params_changed: bool) -> str:
+    """The bundle of record at base and head, by the hash dvc.lock gives it (ml.reproduction's
+    words): equal hashes are the same bytes, so no spurious "changed" from another machine."""
+    base_lock = git_output(root, "show", f"{base_commit}:dvc.lock", check=False)
+    head_lock = root / "dvc.lock"
+    try:
+        base = locked_out_hash(yaml.safe_load(base_lock) or {}, "bundle") if base_lock else None
+        head_text = head_lock.read_text(encoding="utf-8") if head_lock.is_file() else ""
+        head = locked_out_hash(yaml.safe_load(head_text) or {}, "bundle")
+    except yaml.YAMLError as error:
+        return f"bundle of record unknown: dvc.lock is not valid YAML ({error})"
+    if head is None:
+        return "no bundle of record at the head (dvc.lock names no bundle)"
+    if base == head:
+        return "model unchanged (bit-identical)"
+    if base is None:
+        return "re-trained: the base has no bundle of record"
+    if params_changed:
+        return "re-trained: new params, a different bundle"
+    return (
+        "re-trained: same params, a different bundle (code or data changed); "
+        "`liftlock repro-check` says whether it is equivalent"
+    )

@@ -129,6 +129,8 @@ class MLDiff:
     base_metrics_available: bool = True
     head_metrics_available: bool = True
     notes: list[str] = field(default_factory=list)
+    #: "model unchanged (bit-identical)" / "re-trained: ..." (ml.reproduction's vocabulary)
+    model_verdict: str = ""
     charts: list[str] = field(default_factory=list)  # Mermaid xychart blocks (base vs head)
     #: DVC's plots of both sides (preview.charts.PlotData by plot id), for the HTML report;
     #: not part of the JSON (the rows are the plots' CSVs).
