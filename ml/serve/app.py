@@ -41,6 +41,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("liftlock.serve")
+_MODEL_FAILED = orjson.dumps({"error": "internal error while predicting; see the server log"})
 
 _JSON = b"application/json"
 _OCTETS = b"application/octet-stream"
@@ -96,6 +97,13 @@ async def _answer(
     headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _model_failed(send: Send) -> int:
+    """Log the exception being handled and answer a plain 500 (both protocols' routes)."""
+    log.exception("prediction failed")
+    await _answer(send, 500, _MODEL_FAILED)
+    return 500
 
 
 class ServeApp:
@@ -213,10 +221,7 @@ class ServeApp:
             await _answer(send, error.status, error.body())
             return error.status
         except Exception:  # a model failure must not take the server down; say it plainly
-            log.exception("prediction failed")
-            body = orjson.dumps({"error": "internal error while predicting; see the server log"})
-            await _answer(send, 500, body)
-            return 500
+            return await _model_failed(send)
         answer = orjson.dumps(
             {
                 "predictions": labels if labels.dtype.kind in "iuf" else labels.tolist(),
@@ -376,10 +381,7 @@ class ServeApp:
             await _answer(send, error.status, error.v2_body())
             return error.status
         except Exception:  # a model failure must not take the server down; say it plainly
-            log.exception("prediction failed")
-            body = orjson.dumps({"error": "internal error while predicting; see the server log"})
-            await _answer(send, 500, body)
-            return 500
+            return await _model_failed(send)
         outputs = self.v2.outputs(labels, probabilities, request.outputs)
         answer, raw_from = encode_infer(self.v2, request, outputs)
         if raw_from is None:

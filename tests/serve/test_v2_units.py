@@ -157,3 +157,38 @@ def test_a_busy_grpc_port_is_refused_before_anything_listens(fixture_bundle: Fix
     assert result.returncode == 2, result.stderr
     assert f"--grpc-port: cannot listen on 127.0.0.1:{taken}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_model_failure_is_a_plain_500_on_both_protocols(fixture_bundle: FixtureBundle) -> None:
+    """The server stays up and says so, whichever protocol's route the model failed under."""
+    import asyncio
+
+    import httpx
+
+    from ml.serve.app import ServeApp
+    from ml.serve.model import load_bundle
+    from ml.serve.settings import ServeSettings
+
+    app = ServeApp(ServeSettings(bundle=fixture_bundle.path), load_bundle(fixture_bundle.path))
+
+    def broken(_features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise RuntimeError("the model fell over")
+
+    app._predict = broken  # type: ignore[method-assign]
+    row = dict(zip(fixture_bundle.features, map(float, fixture_bundle.x_test[0]), strict=True))
+    width = len(fixture_bundle.features)
+    v2 = {"inputs": [{"name": "input", "shape": [1, width], "datatype": "FP64",
+                      "data": [float(v) for v in fixture_bundle.x_test[0]]}]}  # fmt: skip
+
+    async def ask() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            model = app.v2.name
+            return [
+                await client.post("/v1/predict", json={"row": row}),
+                await client.post(f"/v2/models/{model}/infer", json=v2),
+            ]
+
+    for answer in asyncio.run(ask()):
+        assert answer.status_code == 500, answer.text
+        assert answer.json() == {"error": "internal error while predicting; see the server log"}
