@@ -57,13 +57,22 @@ def clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     make_bundle(root / "bundle")
     # The real prod freeze windows would make these tests depend on the date they run.
     edit_gates(root, lambda d: d["stacks"]["prod"].pop("freezeWindows", None))
-    git(root, "commit", "--quiet", "-am", "test: no freeze windows")
+    fresh_trust_root(root)
+    git(root, "commit", "--quiet", "-am", "test: no freeze windows, a fresh trust root")
     dvc(root, "remote", "modify", "--local", "local", "url", str(tmp_path / "dvc-remote"))
     monkeypatch.setenv("LIFTLOCK_ROOT", str(root))
     monkeypatch.setenv("LIFTLOCK_SIGNING_KEY", str(tmp_path / "keys" / "promotion_ed25519"))
     monkeypatch.setattr("liftlock.gate.collect_lineage", lambda root, bundle: dict(CLEAN_LINEAGE))
     monkeypatch.setattr("liftlock.gate.recompute_evidence", claimed_metrics)
     return root
+
+
+def fresh_trust_root(root: Path) -> None:
+    """No signers and no records: the clone's own key becomes each stack's first signer, as on
+    a new project (the committed ones were signed by the maintainers' keys, not the test's)."""
+    for folder in ("policies/allowed_signers", "promotions"):
+        if (root / folder).exists():
+            git(root, "rm", "-r", "--quiet", folder)
 
 
 def claimed_metrics(candidate: Any) -> dict[str, Any]:
@@ -131,7 +140,8 @@ def real_clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     dvc(root, "remote", "modify", "--local", "local", "url", str(tmp_path / "dvc-remote"))
     dvc(root, "checkout", "--quiet")
     edit_gates(root, lambda d: d["stacks"]["prod"].pop("freezeWindows", None))
-    git(root, "commit", "--quiet", "-am", "test: no freeze windows")
+    fresh_trust_root(root)
+    git(root, "commit", "--quiet", "-am", "test: no freeze windows, a fresh trust root")
     monkeypatch.setenv("LIFTLOCK_ROOT", str(root))
     monkeypatch.setenv("LIFTLOCK_SIGNING_KEY", str(tmp_path / "keys" / "promotion_ed25519"))
     return root
