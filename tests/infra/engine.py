@@ -48,6 +48,9 @@ class PulumiProject:
             elif source.is_file():
                 (root / folder).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, root / folder)
+        # A fresh trust root: record_pins() signs with this project's own key, the first signer
+        # of each stack (the committed signers are the maintainers' keys; records stay behind).
+        shutil.rmtree(root / "policies" / "allowed_signers", ignore_errors=True)
         # Pulumi.yaml names the virtualenv `.venv` relative to the project.
         (root / ".venv").symlink_to(repo_root / ".venv")
         backend = workdir / "backend"
