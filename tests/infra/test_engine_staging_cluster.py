@@ -128,6 +128,7 @@ def test_a_failed_rollout_fails_up_naming_the_pods_reason(
     else:
         bad = image.split("@", 1)[0] + "@sha256:" + "0" * 64
     staging.write_stack_values("staging", {**good, "image": bad})
+    staging.record_pins("staging")  # the rollout is under test here, not the promotion record
     try:
         result = staging.run("up", "--stack", "staging", "--yes", "--skip-preview", check=False)
         assert result.returncode != 0, result.stdout[-3000:]
