@@ -28,6 +28,24 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+# A passing record of `stack`'s new pins, signed as `liftlock promote` signs (this machine's key,
+# enrolled as the embedded default's demo does when the stack lists other signers).
+SIGN_RECORD = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from liftlock.records import enroll_signer, record_path, signing_identity, write_signed_record
+from policies.promotion import RECORD_KIND
+root, (stack, digest, image) = Path.cwd(), sys.argv[1:4]
+enroll_signer(root, stack, log=lambda _line: None)
+now = datetime.now(UTC)
+data = {"kind": RECORD_KIND, "from": "test", "to": stack, "bundleDigest": digest,
+        "image": image, "passed": True, "signer": signing_identity(root),
+        "time": now.isoformat(timespec="microseconds")}
+write_signed_record(root, record_path(root, stack, digest, now), data, log=lambda _line: None)
+"""
+
+
 class CommandFailed(AssertionError):
     pass
 
@@ -117,7 +135,8 @@ class ProjectClone:
         ).strip()
 
     def pin(self, stack: str, digest: str, image: str = FAKE_IMAGE) -> None:
-        """What `liftlock promote` writes (bundleDigest, image), without its gate."""
+        """What `liftlock promote` writes (bundleDigest, image, a signed record), without its
+        gate: the program refuses mandatory pins no valid record backs, as it should."""
         self.python(
             "-c",
             "import sys; from pathlib import Path; from liftlock.stackfile import set_stack_values;"
@@ -127,6 +146,7 @@ class ProjectClone:
             digest,
             image,
         )
+        self.python("-c", SIGN_RECORD, stack, digest, image)
 
     def set_config_number(self, stack: str, key: str, value: int) -> None:
         """Rewrite `liftlock:<key>: N` (quoted or not) in a stack file, keeping the rest."""

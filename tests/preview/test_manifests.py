@@ -106,7 +106,7 @@ def test_created_and_deleted_objects_and_list_items():
     }
     update = next(c for c in diff_trees(base, head) if c.op == "update")
     assert [(p.path, p.kind) for p in update.properties] == [
-        ("spec.template.spec.containers[0].env[2]", "add")
+        ("spec.template.spec.containers[0].env[3]", "add")  # after the 3 the program sets
     ]
 
 

@@ -132,8 +132,8 @@ def test_a_hand_edit_to_deploy_prod_fails_the_check_naming_file_and_field(clone,
     assert result.returncode == 1, result.stderr
     assert prod["manifests_verdict"] == "out-of-sync" and prod["rendered_in_sync"] is False
     problem = (
-        f"{relative}: spec.template.spec.containers[0].resources.limits.cpu (2 committed, "
-        "1 rendered)"
+        f'{relative}: spec.template.spec.containers[0].resources.limits.cpu ("2" committed, '
+        '"1" rendered)'
     )
     assert prod["manifest_problems"] == [problem]
     assert problem in result.stderr and "❌ hand edited" in markdown
