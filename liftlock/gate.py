@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from liftlock.dvc import dvc_executable, locked_out_hash
+from liftlock.dvc import DvcFailed, locked_out_hash, run_dvc
 from liftlock.dvcstore import checkout_by_hash, store_folders
 from liftlock.engine.env import engine_environment, pulumi_executable, run_pulumi
 from liftlock.engine.preview import (
@@ -39,7 +38,13 @@ from liftlock.engine.preview import (
     policy_events,
     run_preview,
 )
-from liftlock.errors import BundleError, ConfigError, ExternalCommandError, GateFailed
+from liftlock.errors import (
+    BundleError,
+    ConfigError,
+    ExternalCommandError,
+    GateFailed,
+    ToolMissingError,
+)
 from liftlock.records import champion_record
 from liftlock.stackfile import read_stack_values, stack_file_copy, stack_names, stack_path
 from policies.evaluate import (
@@ -286,22 +291,13 @@ def _yaml_where(error: yaml.YAMLError) -> str:
 def dvc_status(root: Path) -> tuple[dict[str, Any] | None, str | None]:
     """`dvc status --json`: (stage -> changes, None) or (None, error)."""
     try:
-        result = subprocess.run(
-            [dvc_executable(), "status", "--json"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
+        output = run_dvc(["status", "--json"], root, timeout_s=300, what="read `dvc status`")
+    except (DvcFailed, ToolMissingError) as error:  # the lineage rule reports it, naming it
         return None, str(error)
-    if result.returncode != 0:
-        return None, (result.stderr.strip().splitlines() or ["exit " + str(result.returncode)])[-1]
     try:
-        status = json.loads(result.stdout or "{}")
+        status = json.loads(output or "{}")
     except json.JSONDecodeError:
-        return None, f"unexpected output: {result.stdout[:200]!r}"
+        return None, f"unexpected output: {output[:200]!r}"
     return {str(stage): changes for stage, changes in status.items()}, None
 
 
