@@ -18,15 +18,14 @@ from pathlib import Path
 
 import yaml
 
-from liftlock.dvc import dvc_executable, run_dvc
+from liftlock.dvc import DvcFailed, run_dvc
 from liftlock.errors import BundleError
-from liftlock.run import run_command
 
 _HASH = re.compile(r"^[0-9a-f]{32}(\.dir)?$")
 
 
 def _dvc(args: list[str], cwd: Path, what: str) -> str:
-    return run_dvc(args, cwd, timeout_s=600, what=what).strip()
+    return run_dvc(args, cwd, timeout_s=900, what=what).strip()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,17 +102,12 @@ def store_folders(
     if not push:
         pushed = "not pushed (a gate only judges it)"
     elif remote is not None:
-        result = run_command(
-            [dvc_executable(), "push", "--quiet"],
-            what="push to the DVC remote",
-            missing_hint="make venv",
-            cwd=scratch,
-            timeout=900,
-            check=False,
-        )
-        if result.returncode != 0:
+        try:
+            _dvc(["push", "--quiet"], scratch, "push to the DVC remote")
+        except DvcFailed as error:
+            # Not fatal: the hash is in this machine's cache; the record says why not pushed.
             pushed = f"could not push to {remote[1]}: " + " ".join(
-                (result.stderr or result.stdout).strip().splitlines()[-1:]
+                error.message.strip().splitlines()[-1:]
             )
     else:
         pushed = "no default DVC remote: the hash is only in this machine's cache"
@@ -137,17 +131,14 @@ def checkout_by_hash(root: Path, outputs: Mapping[str, str], dest: Path) -> dict
             yaml.safe_dump({"outs": [{"md5": md5, "path": _flat(name), "hash": "md5"}]}),
             encoding="utf-8",
         )
-    result = run_command(
-        [dvc_executable(), "pull", "--quiet"],
-        what="fetch the pinned outputs",
-        missing_hint="make venv",
-        cwd=dest,
-        timeout=900,
-        check=False,
-    )
+    try:
+        _dvc(["pull", "--quiet"], dest, "fetch the pinned outputs")
+        pulled = True
+    except DvcFailed:
+        pulled = False  # named below, with where DVC looked
     fetched = {name: dest / _flat(name) for name in outputs}
     missing = [name for name, folder in fetched.items() if not folder.exists()]
-    if result.returncode != 0 or missing:
+    if not pulled or missing:
         names = ", ".join(f"{name} {outputs[name]}" for name in (missing or list(outputs)))
         raise BundleError(
             f"DVC has no copy of {names}: not in the cache {cache} nor the remote "
