@@ -180,9 +180,16 @@ class ModelService(pulumi.ComponentResource):
                 period_seconds=5,
                 failure_threshold=3,
             ),
+            # Loading the model under a small CPU limit can take tens of seconds: the startup
+            # probe holds the liveness probe off until the server first answers (up to 2 min),
+            # so a slow start is not killed and restarted in a loop.
+            startup_probe=k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/v2/health/live", port="http"),
+                period_seconds=2,
+                failure_threshold=60,
+            ),
             liveness_probe=k8s.core.v1.ProbeArgs(
                 http_get=k8s.core.v1.HTTPGetActionArgs(path="/v2/health/live", port="http"),
-                initial_delay_seconds=10,
                 period_seconds=10,
                 failure_threshold=3,
             ),
