@@ -14,9 +14,10 @@ BUNDLE ?= bundle
 # Runs a command under the engine environment (PATH, file:// backend, passphrase, plugin flags).
 ENGINE := eval "$$($(BIN)/liftlock env)" &&
 
-# What `make demo` runs on: the engine and the Kubernetes provider. The rest of the toolchain
-# (kube-apiserver + node, etcd, actionlint, kube-score) serves the tests and `liftlock cluster`.
-DEMO_TOOLS := pulumi kubernetes
+# What `make demo` runs on: the engine, the Kubernetes provider and the embedded cluster's
+# node and control plane (staging rolls out there). The rest (actionlint, kube-score, gitleaks)
+# serves the tests.
+DEMO_TOOLS := pulumi kubernetes kube-apiserver etcd
 
 .PHONY: stacks test-infra image help bootstrap venv toolchain demo-tools dockerd bundle test test-fast lint demo clean lock
 

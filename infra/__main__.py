@@ -63,6 +63,7 @@ def main() -> None:
     pulumi.export("bundleDigest", outputs.bundle_digest)
     pulumi.export("image", outputs.image)
     pulumi.export("renderDir", outputs.render_dir)
+    pulumi.export("appliedTo", outputs.applied_to)
 
 
 main()

@@ -19,12 +19,18 @@ class ClusterUnreachableError(RuntimeError):
     """The kubeconfig context is missing or its API server does not accept connections."""
 
 
-def context_server(kubeconfig: Path, context: str) -> str:
+#: the stack keys that name the kubeconfig and context (cluster target; render's applyTo)
+CLUSTER_KEYS = "liftlock:"
+APPLY_TO_KEYS = "liftlock:applyTo."
+
+
+def context_server(kubeconfig: Path, context: str, *, keys: str = CLUSTER_KEYS) -> str:
     """The API server URL that `context` points at in `kubeconfig`."""
     if not kubeconfig.is_file():
         raise ClusterUnreachableError(
             f"kubeconfig context {context!r}: no kubeconfig at {kubeconfig} "
-            "(fix: set liftlock:kubeconfig to the file's path)"
+            f"(fix: start the embedded cluster with `liftlock cluster up`, which writes it, or "
+            f"set {keys}kubeconfig to your cluster's kubeconfig)"
         )
     with kubeconfig.open(encoding="utf-8") as handle:
         document = yaml.safe_load(handle) or {}
@@ -33,7 +39,7 @@ def context_server(kubeconfig: Path, context: str) -> str:
         known = ", ".join(sorted(str(name) for name in contexts)) or "none"
         raise ClusterUnreachableError(
             f"kubeconfig context {context!r}: not in {kubeconfig} (contexts there: {known}); "
-            "fix: liftlock:kubeContext"
+            f"fix: {keys}kubeContext"
         )
     cluster_name = contexts[context].get("cluster")
     clusters = {c.get("name"): c.get("cluster") or {} for c in document.get("clusters") or []}
@@ -46,9 +52,9 @@ def context_server(kubeconfig: Path, context: str) -> str:
     return str(server)
 
 
-def check_cluster_reachable(kubeconfig: Path, context: str) -> str:
+def check_cluster_reachable(kubeconfig: Path, context: str, *, keys: str = CLUSTER_KEYS) -> str:
     """Return the server URL, or raise ClusterUnreachableError naming the context."""
-    server = context_server(kubeconfig, context)
+    server = context_server(kubeconfig, context, keys=keys)
     parts = urlsplit(server)
     host = parts.hostname or "localhost"
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -58,6 +64,6 @@ def check_cluster_reachable(kubeconfig: Path, context: str) -> str:
     except OSError as error:
         raise ClusterUnreachableError(
             f"kubeconfig context {context!r}: API server {server} unreachable ({error}); "
-            f"fix: start the cluster or point liftlock:kubeContext at one that runs "
-            f"(kubeconfig {kubeconfig})"
+            f"fix: start the cluster (the embedded one: `liftlock cluster up`) or point "
+            f"{keys}kubeContext at one that runs (kubeconfig {kubeconfig})"
         ) from None

@@ -22,7 +22,7 @@ from infra.components.model_service import (
 )
 from infra.components.smoke_check import SmokeCheck, SmokeCheckArgs
 from infra.config import StackConfig, StackConfigError
-from infra.kubeconfig import check_cluster_reachable
+from infra.kubeconfig import APPLY_TO_KEYS, check_cluster_reachable
 from infra.lineage import (
     Lineage,
     data_digest_of,
@@ -41,6 +41,8 @@ class StackOutputs:
     bundle_digest: str
     image: pulumi.Input[str]
     render_dir: str | None
+    #: the kube context a render stack's objects were also applied to (liftlock:applyTo)
+    applied_to: str | None = None
 
 
 def declare_stack(config: StackConfig, root: Path) -> StackOutputs:
@@ -128,23 +130,33 @@ def kubernetes_provider(config: StackConfig, root: Path) -> k8s.Provider:
     )
 
 
+def apply_to_cluster(config: StackConfig, root: Path) -> tuple[Path, str] | None:
+    """`applyTo`'s kubeconfig and context; an update checks the cluster answers before anything
+    is declared (so a refused `up` renders nothing either), while a preview on a machine whose
+    cluster is down still shows the render."""
+    if config.target != "render" or config.apply_to is None:
+        return None
+    kubeconfig = Path(config.apply_to.kubeconfig).expanduser()
+    if not kubeconfig.is_absolute():
+        kubeconfig = root / kubeconfig
+    context = config.apply_to.kube_context
+    if not pulumi.runtime.is_dry_run():
+        check_cluster_reachable(kubeconfig, context, keys=APPLY_TO_KEYS)
+    return kubeconfig, context
+
+
 def declare_applied_copy(
     config: StackConfig,
     root: Path,
     digest: str,
+    cluster: tuple[Path, str],
     declare_workloads: Callable[[str, pulumi.ResourceOptions], ModelService],
 ) -> None:
     """The rendered objects again, through a provider on `applyTo`'s cluster: the Kubernetes
     provider waits for the rollout (a failure names the pods' reasons) within the timeout, then
     one prediction goes through a port-forward."""
     assert config.apply_to is not None and config.namespace and config.image
-    kubeconfig = Path(config.apply_to.kubeconfig).expanduser()
-    if not kubeconfig.is_absolute():
-        kubeconfig = root / kubeconfig
-    context = config.apply_to.kube_context
-    if not pulumi.runtime.is_dry_run():
-        # A preview on a machine whose cluster is down still shows the render.
-        check_cluster_reachable(kubeconfig, context)
+    kubeconfig, context = cluster
     provider = k8s.Provider(
         f"{config.stack}-cluster-kubernetes",
         kubeconfig=str(kubeconfig),
@@ -177,6 +189,7 @@ def declare_applied_copy(
 
 def declare_kubernetes_stack(config: StackConfig, root: Path) -> StackOutputs:
     assert config.bundle_digest and config.image and config.namespace and config.resources
+    applied_cluster = apply_to_cluster(config, root)
     digest, manifest = find_bundle_manifest(
         config.bundle_digest,
         bundle_dir=(root / config.bundle_dir).resolve(),
@@ -238,8 +251,8 @@ def declare_kubernetes_stack(config: StackConfig, root: Path) -> StackOutputs:
     service = declare_workloads(
         config.stack, pulumi.ResourceOptions(providers={"kubernetes": provider})
     )
-    if config.target == "render" and config.apply_to is not None:
-        declare_applied_copy(config, root, digest, declare_workloads)
+    if applied_cluster is not None:
+        declare_applied_copy(config, root, digest, applied_cluster, declare_workloads)
     if config.target == "render" and config.gitops is not None:
         assert config.render_dir is not None and config.argocd_render_dir is not None
         argocd_provider = k8s.Provider(
@@ -266,4 +279,5 @@ def declare_kubernetes_stack(config: StackConfig, root: Path) -> StackOutputs:
         bundle_digest=digest,
         image=config.image,
         render_dir=config.render_dir,
+        applied_to=applied_cluster[1] if applied_cluster else None,
     )

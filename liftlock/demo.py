@@ -1,7 +1,8 @@
 """`liftlock demo`: the README's loop end to end on the embedded default.
 
-    dvc repro -> promote workspace dev -> pulumi up dev -> smoke test over HTTP
-    -> promote dev staging -> pulumi up staging -> preview of a sample change (staging -> prod)
+    liftlock cluster up -> dvc repro -> promote workspace dev -> pulumi up dev -> smoke test
+    over HTTP -> promote dev staging -> pulumi up staging (render + rollout on the embedded
+    cluster + a prediction through a port-forward) -> preview of a sample change (staging -> prod)
 
 Each step prints a line when it starts and when it ends (with its time); the end is a table of
 what happened where. What it changes in the checkout is what the loop is meant to change:
@@ -10,8 +11,9 @@ stacks/Pulumi.dev.yaml and stacks/Pulumi.staging.yaml (bundleDigest, image — w
 `liftlock promote`), their promotion records in promotions/, the manifests rendered into
 deploy/staging/, and the stacks' state in .pulumi-state/ (git-ignored). Pulumi reads a copy of
 each stack file, so the engine never rewrites them. The sample change is made and previewed in a
-throwaway git worktree; the checkout never sees it. Outside the checkout: the dev image and
-container on the local Docker engine, and the preview comment in ~/.cache/liftlock/demo/.
+throwaway git worktree; the checkout never sees it. Outside the checkout: the embedded registry
+and cluster (`liftlock cluster down` stops them), the dev image and container on the local Docker
+engine, staging's pods on the cluster, and the preview comment in ~/.cache/liftlock/demo/.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from liftlock.errors import ExternalCommandError, GateFailed, LiftlockError
 from liftlock.git import detached_worktree
 from liftlock.stackfile import restored, stack_file_copy, stack_path
 
-STEPS = 7
+STEPS = 8
 SMOKE_ROWS = 3
 READY_TIMEOUT_S = 120.0
 #: What the loop changes in git-tracked paths; the sample change starts from them. `dvc repro`
@@ -114,6 +116,14 @@ class Demo:
 
     # --- the steps ------------------------------------------------------------------------
 
+    def cluster_up(self) -> str:
+        """The registry dev pushes to and the node staging runs on (idempotent)."""
+        from liftlock.cluster import embedded
+        from liftlock.cluster.layout import Layout
+
+        cluster = embedded.up(Layout.default(), self.echo)
+        return f"registry {cluster.registry}; kubeconfig {cluster.kubeconfig} ({cluster.context})"
+
     def train(self) -> str:
         dvc = shutil.which("dvc", path=self.env.get("PATH")) or "dvc"
         self.run([dvc, "repro"])
@@ -169,7 +179,14 @@ class Demo:
         if outputs.get("target") == "render":
             folder = self.root / str(outputs.get("renderDir") or f"deploy/{stack}")
             count = sum(1 for _ in folder.rglob("*.yaml")) if folder.is_dir() else 0
-            return f"{count} manifests rendered into {folder.relative_to(self.root)}/"
+            rendered = f"{count} manifests rendered into {folder.relative_to(self.root)}/"
+            if outputs.get("appliedTo"):
+                # `up` waited for every replica Ready and a prediction through a port-forward.
+                rendered += (
+                    f"; rolled out on {outputs['appliedTo']} (every replica Ready) and a "
+                    "prediction answered through kubectl port-forward"
+                )
+            return rendered
         return f"serving {outputs.get('serviceUrl')} (image {outputs.get('image')})"
 
     def has_resources(self, stack: str) -> bool:
@@ -337,30 +354,32 @@ def wait_ready(url: str, timeout_s: float) -> float:
 
 
 def run_demo(root: Path, env: dict[str, str], echo: Callable[[str], None]) -> Demo:
-    from liftlock.cluster import registry
-    from liftlock.cluster.layout import Layout
-
     demo = Demo(root=root, env=env, echo=echo)
-    # dev pushes its image to the embedded registry; staging and prod pin that digest.
-    registry.start(Layout.default(), echo)
-    demo.step(1, "train: dvc repro", "bundle/", demo.train)
+    # dev pushes its image to the embedded registry; staging runs that digest on the cluster.
+    demo.step(1, "liftlock cluster up", "127.0.0.1 (this machine)", demo.cluster_up)
+    demo.step(2, "train: dvc repro", "bundle/", demo.train)
     demo.step(
-        2,
+        3,
         "promote workspace → dev",
         "stacks/Pulumi.dev.yaml",
         lambda: demo.promote("workspace", "dev"),
     )
-    demo.step(3, "pulumi up --stack dev", "local Docker engine", lambda: demo.up("dev"))
-    demo.step(4, "smoke test over HTTP", "127.0.0.1", demo.smoke)
+    demo.step(4, "pulumi up --stack dev", "local Docker engine", lambda: demo.up("dev"))
+    demo.step(5, "smoke test over HTTP", "127.0.0.1", demo.smoke)
     demo.step(
-        5,
+        6,
         "promote dev → staging",
         "stacks/Pulumi.staging.yaml",
         lambda: demo.promote("dev", "staging"),
     )
-    demo.step(6, "pulumi up --stack staging", "deploy/staging/", lambda: demo.up("staging"))
     demo.step(
-        7, "preview: promote staging → prod", "throwaway git worktree", demo.preview_sample_change
+        7,
+        "pulumi up --stack staging",
+        "deploy/staging/ + embedded cluster",
+        lambda: demo.up("staging"),
+    )
+    demo.step(
+        8, "preview: promote staging → prod", "throwaway git worktree", demo.preview_sample_change
     )
     return demo
 

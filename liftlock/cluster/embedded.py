@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import shlex
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -122,8 +123,31 @@ def status(layout: Layout) -> ClusterStatus:
     )
 
 
+#: 127.0.0.1 ports every embedded cluster's kubelet listens on: one cluster per machine
+KUBELET_PORTS = (10250, 10248)
+
+
+def refuse_other_cluster(layout: Layout) -> None:
+    """The bridge, the pod range and the kubelet's ports are the machine's: a second cluster
+    (another state folder) would fight the first one for them."""
+    if kubernetes.component(layout, "kubelet").running():
+        return
+    for port in KUBELET_PORTS:
+        with socket.socket() as probe:
+            probe.settimeout(1)
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise ClusterError(
+                    f"kubelet: 127.0.0.1:{port} is taken, so another cluster runs on this "
+                    f"machine (not the one in {layout.state_dir}); one embedded cluster at a "
+                    "time: stop the other with `liftlock cluster down` (with its "
+                    "LIFTLOCK_CLUSTER_DIR when it was started with one)"
+                )
+
+
 def up(layout: Layout, log: Log, *, registry_only: bool = False) -> ClusterStatus:
     started = time.monotonic()
+    if not registry_only:
+        refuse_other_cluster(layout)
     layout.run_dir.mkdir(parents=True, exist_ok=True)
     if HostBefore.load(_before_path(layout)) is None:
         HostBefore(

@@ -8,16 +8,19 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_command() -> None:
-        """Run the loop end to end: dvc repro, promote workspace→dev, pulumi up dev, smoke-test
-        the model on 127.0.0.1, promote dev→staging, pulumi up staging, preview staging→prod.
+        """Run the loop end to end: cluster up, dvc repro, promote workspace→dev, pulumi up dev,
+        smoke-test the model on 127.0.0.1, promote dev→staging, pulumi up staging (rendered and
+        rolled out on the embedded cluster), preview staging→prod.
 
         Changes in the checkout: DVC outputs, stacks/Pulumi.{dev,staging}.yaml and promotions/
-        (written by promote), deploy/staging/ (rendered), .pulumi-state/ (git-ignored)."""
+        (written by promote), deploy/staging/ (rendered), .pulumi-state/ (git-ignored).
+        `liftlock cluster down` stops the registry and the cluster afterwards."""
         import time
 
         from rich.console import Console
         from rich.table import Table
 
+        from liftlock.cluster.layout import Layout
         from liftlock.demo import environment_for, run_demo
         from liftlock.engine.env import find_project_root
 
@@ -37,3 +40,9 @@ def register(app: typer.Typer) -> None:
                 f"{result.seconds:.1f} s",
             )
         console.print(table)
+        console.print(
+            "staging serves on the embedded cluster: `kubectl --kubeconfig "
+            f"{Layout.default().kubeconfig} -n liftlock-staging get pods`; "
+            "`liftlock cluster down` stops it (data stays for the next `up`).",
+            markup=False,
+        )

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from liftlock.cli import main
+from tests.helpers.stacks import without_apply_to
 from tests.policies.bundles import make_bundle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,10 +56,7 @@ def clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     git(root, "config", "user.name", "Test Promoter")
     git(root, "config", "user.email", "promoter@example.com")
     make_bundle(root / "bundle")
-    # The real prod freeze windows would make these tests depend on the date they run.
-    edit_gates(root, lambda d: d["stacks"]["prod"].pop("freezeWindows", None))
-    fresh_trust_root(root)
-    git(root, "commit", "--quiet", "-am", "test: no freeze windows, a fresh trust root")
+    commit_test_settings(root)
     dvc(root, "remote", "modify", "--local", "local", "url", str(tmp_path / "dvc-remote"))
     monkeypatch.setenv("LIFTLOCK_ROOT", str(root))
     monkeypatch.setenv("LIFTLOCK_SIGNING_KEY", str(tmp_path / "keys" / "promotion_ed25519"))
@@ -108,6 +106,15 @@ def stack_values(root: Path, stack: str) -> dict[str, Any]:
     return config
 
 
+def commit_test_settings(root: Path) -> None:
+    """What every clone here differs in from the checkout, committed: no prod freeze windows
+    (the tests would depend on the date they run), a fresh trust root, staging rendered only."""
+    edit_gates(root, lambda d: d["stacks"]["prod"].pop("freezeWindows", None))
+    fresh_trust_root(root)
+    without_apply_to(root)
+    git(root, "commit", "--quiet", "-am", "test: no freeze windows, a fresh trust root, render")
+
+
 @pytest.fixture
 def run(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str]]:
     """Run `liftlock <args>` in-process: (exit code, stdout + stderr)."""
@@ -139,9 +146,7 @@ def real_clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     dvc(root, "cache", "dir", "--local", str(tmp_path / "cache"))
     dvc(root, "remote", "modify", "--local", "local", "url", str(tmp_path / "dvc-remote"))
     dvc(root, "checkout", "--quiet")
-    edit_gates(root, lambda d: d["stacks"]["prod"].pop("freezeWindows", None))
-    fresh_trust_root(root)
-    git(root, "commit", "--quiet", "-am", "test: no freeze windows, a fresh trust root")
+    commit_test_settings(root)
     monkeypatch.setenv("LIFTLOCK_ROOT", str(root))
     monkeypatch.setenv("LIFTLOCK_SIGNING_KEY", str(tmp_path / "keys" / "promotion_ed25519"))
     return root

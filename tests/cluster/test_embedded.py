@@ -19,6 +19,7 @@ from infra.components.image_builder import build_image, push_image, registry_rep
 from infra.components.smoke_check import port_forward, predict_through, reference_row
 from liftlock.cluster import embedded, kubernetes
 from liftlock.cluster.layout import CONTEXT_NAME, Layout
+from liftlock.cluster.process import ClusterError
 from tests.helpers.embedded_cluster import RunningCluster, running_cluster
 from tests.helpers.host_state import HostState, processes_mentioning
 from tests.serve.fixture_bundle import FixtureBundle, build_fixture_bundle
@@ -147,6 +148,18 @@ def test_up_reaches_a_ready_node_and_is_idempotent(cluster: RunningCluster) -> N
     assert f"current-context: {CONTEXT_NAME}" in kubeconfig
     assert f"https://127.0.0.1:{layout.apiserver_port}" in kubeconfig
     assert any("kubelet: ready in" in line for line in cluster.lines), cluster.lines
+
+
+def test_a_second_cluster_on_the_same_machine_is_refused_before_it_starts(
+    cluster: RunningCluster, tmp_path: Path
+) -> None:
+    """One cluster per machine: `up` in another state folder names the one running and starts
+    nothing (no registry, no PKI) rather than fighting it for the kubelet's ports."""
+    other = Layout(state_dir=tmp_path / "other")
+    with pytest.raises(ClusterError, match=r"another cluster runs on this machine"):
+        embedded.up(other, lambda line: None)
+    assert not other.run_dir.exists() or not any(other.run_dir.iterdir())
+    assert embedded.status(cluster.layout).running
 
 
 def test_the_model_image_pulled_by_digest_serves_through_a_port_forward(

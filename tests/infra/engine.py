@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from liftlock.engine.env import engine_environment
+from tests.helpers.stacks import without_apply_to
 
 PULUMI_TIMEOUT_SECONDS = 600
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache")
@@ -51,6 +52,7 @@ class PulumiProject:
         # A fresh trust root: record_pins() signs with this project's own key, the first signer
         # of each stack (the committed signers are the maintainers' keys; records stay behind).
         shutil.rmtree(root / "policies" / "allowed_signers", ignore_errors=True)
+        without_apply_to(root)
         # Pulumi.yaml names the virtualenv `.venv` relative to the project.
         (root / ".venv").symlink_to(repo_root / ".venv")
         backend = workdir / "backend"

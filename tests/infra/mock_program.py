@@ -93,6 +93,7 @@ def run_program(
             bundle_digest=outputs.bundle_digest,
             image=outputs.image,
             render_dir=outputs.render_dir,
+            applied_to=outputs.applied_to,
         ).apply(captured.update)
 
     program()

@@ -112,3 +112,33 @@ def test_destroy_removes_only_that_stacks_manifests(rendered: PulumiProject) -> 
     assert rendered_manifests(rendered.root / "deploy" / "argocd" / "staging") == []
     prod_after = {path: path.read_bytes() for path, _ in manifests_of(rendered, "prod")}
     assert prod_after == prod_before, "prod's manifests must be untouched"
+
+
+def test_staging_as_committed_previews_with_its_cluster_down_and_up_names_the_fix(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    """The committed staging also applies to the embedded cluster (liftlock:applyTo). With no
+    cluster on the machine (no kubeconfig yet), a preview, which PR previews and the gate run,
+    still shows the render and the cluster copy; `up` fails before it changes anything, naming
+    the context and `liftlock cluster up`."""
+    committed = read_stack_file(repo_root / "stacks" / "Pulumi.staging.yaml")
+    assert committed["applyTo"]["kubeContext"] == "liftlock-embedded", committed["applyTo"]
+    project = PulumiProject.copy_of(repo_root, tmp_path)
+    values = read_stack_file(project.stack_file("staging"))
+    values.update(
+        bundleDigest=write_bundle(project.root / "bundle"),
+        applyTo={**committed["applyTo"], "kubeconfig": str(tmp_path / "no-cluster" / "kubeconfig")},
+    )
+    project.write_stack_values("staging", values)
+    project.init("staging")
+    steps = project.preview_steps("staging")
+    creates = {step["urn"].rsplit("::", 1)[-1] for step in steps if step["op"] == "create"}
+    assert {"staging-model-deployment", "staging-cluster-model-deployment"} <= creates, creates
+    failed = project.run("up", "--stack", "staging", "--yes", "--skip-preview", check=False)
+    assert failed.returncode != 0
+    output = failed.stdout + failed.stderr
+    assert "kubeconfig context 'liftlock-embedded'" in output, output
+    assert "liftlock cluster up" in output and "Traceback" not in output, output
+    assert not (project.root / "deploy" / "staging").exists() or not any(
+        (project.root / "deploy" / "staging").rglob("*.yaml")
+    ), "a refused up renders nothing"

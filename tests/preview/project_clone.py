@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liftlock.engine.env import EMBEDDED_DEFAULT_PASSPHRASE, TOOLS_BIN, engine_environment
+from tests.helpers.stacks import without_apply_to
 
 FAKE_IMAGE = "ghcr.io/liftlock/model@sha256:" + "ab" * 32  # an allowed registry
 
@@ -79,7 +80,10 @@ class ProjectClone:
                     shutil.copy2(entry, target)
         backend = workdir / "backend"
         backend.mkdir()
-        return cls(root=root, backend=backend, source=source)
+        clone = cls(root=root, backend=backend, source=source)
+        without_apply_to(root)
+        clone.commit_all("test: staging renders only (no cluster)")
+        return clone
 
     def env(self) -> dict[str, str]:
         env = engine_environment(self.root, os.environ, backend_dir=self.backend)

@@ -1,8 +1,9 @@
 """`liftlock demo` (what `make demo` runs) end to end on a fresh clone with its own backend.
 
-The clone's dev stack gets its own image repository, host port and embedded registry (a state
-folder and port of its own, stopped at the end), so the test cannot collide with a dev container
-or registry of the checkout; the dev stack is destroyed at the end.
+The clone's dev stack gets its own image repository and host port, and the demo its own embedded
+cluster (a state folder, registry and API server ports of its own; the demo's `cluster up` finds
+it running), so the test cannot collide with a dev container or registry of the checkout; staging
+rolls out there; the dev stack is destroyed and the cluster stopped at the end.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.registry import running_registry
+from liftlock.cluster.layout import CONTEXT_NAME
+from tests.helpers.embedded_cluster import running_cluster
 from tests.preview.project_clone import ProjectClone
 
-pytestmark = [pytest.mark.slow, pytest.mark.engine, pytest.mark.docker]
+pytestmark = [pytest.mark.slow, pytest.mark.engine, pytest.mark.docker, pytest.mark.cluster]
 
 #: What the loop is meant to change in a checkout (everything else must stay as it was).
 EXPECTED_CHANGES = re.compile(
@@ -32,10 +34,22 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, repo_root: Path):
     clone = ProjectClone.make(repo_root, tmp_path_factory.mktemp("demo-e2e"))
     port = clone.isolate_docker_stack("dev", "liftlock-model-demo-e2e")
     state = tmp_path_factory.mktemp("demo-e2e-cluster")
-    with pytest.MonkeyPatch.context() as env, running_registry(state) as registry:
-        # The demo finds this registry running (same state folder and port) and pushes there.
+    with pytest.MonkeyPatch.context() as env, running_cluster(state) as cluster:
+        registry = cluster.layout
+        # The demo finds this cluster running (same state folder and registry port): its
+        # `cluster up` starts nothing, dev pushes to this registry, staging rolls out here.
         env.setenv("LIFTLOCK_CLUSTER_DIR", str(state))
         env.setenv("LIFTLOCK_REGISTRY_PORT", str(registry.registry_port))
+        staging = clone.root / "stacks" / "Pulumi.staging.yaml"
+        staging.write_text(
+            staging.read_text(encoding="utf-8").replace(
+                "config:\n",
+                "config:\n  liftlock:applyTo:\n"
+                f"    kubeconfig: {registry.kubeconfig}\n    kubeContext: {CONTEXT_NAME}\n",
+                1,
+            ),
+            encoding="utf-8",
+        )
         dev = clone.root / "stacks" / "Pulumi.dev.yaml"
         dev.write_text(
             dev.read_text(encoding="utf-8").replace(
@@ -63,8 +77,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, repo_root: Path):
 
 def test_every_step_reports_its_time(demo_run):
     _, output, _ = demo_run
-    for number in range(1, 8):
-        assert re.search(rf"^\[demo\] {number}/7 .+ done in \d+\.\d s", output, re.M), output
+    for number in range(1, 9):
+        assert re.search(rf"^\[demo\] {number}/8 .+ done in \d+\.\d s", output, re.M), output
 
 
 def test_the_served_model_answered_on_localhost(demo_run):
@@ -73,10 +87,20 @@ def test_the_served_model_answered_on_localhost(demo_run):
     assert re.search(r"/v1/predict: 3 predictions for 3 rows", output), output
 
 
+def test_staging_rolled_out_on_the_cluster_and_answered(demo_run):
+    """`pulumi up --stack staging` waited for every replica Ready and a prediction through a
+    port-forward (SmokeCheck): the step says so only when the outputs name the cluster."""
+    _, output, _ = demo_run
+    cells = re.sub(r"[│\s]+", " ", output)
+    assert f"rolled out on {CONTEXT_NAME} (every replica Ready)" in cells, output
+    assert "prediction answered through kubectl port-forward" in cells, output
+
+
 def test_summary_table_says_what_happened_where(demo_run):
     _, output, _ = demo_run
     table = output[output.index("liftlock demo — done in") :]
     for where in (
+        "127.0.0.1 (this machine)",
         "bundle/",
         "stacks/Pulumi.dev.yaml",
         "local Docker engine",
