@@ -69,9 +69,11 @@ def differences(rendered: Any, stored: Any, where: str) -> list[str]:
 
 
 def cluster_values(repo_root: Path, digest: str, kubeconfig: Path, context: str) -> dict[str, Any]:
-    """staging's committed config, applied to a cluster instead of rendered."""
+    """staging's committed config, applied to a cluster instead of rendered (render's gitops
+    and applyTo keys are not the cluster target's)."""
     values = read_stack_file(repo_root / "stacks" / "Pulumi.staging.yaml")
     values.pop("gitops")
+    values.pop("applyTo")
     return {
         **values,
         "bundleDigest": digest,
