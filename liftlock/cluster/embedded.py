@@ -13,12 +13,14 @@ left as it was. Data (registry blobs, etcd, images) stays in the state folder fo
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shlex
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,11 +127,51 @@ def status(layout: Layout) -> ClusterStatus:
 
 #: 127.0.0.1 ports every embedded cluster's kubelet listens on: one cluster per machine
 KUBELET_PORTS = (10250, 10248)
+#: The machine's one cluster: `up` and `down` hold the lock, the owner file names the state
+#: folder whose cluster holds the bridge, the pod range and the kubelet's ports.
+MACHINE_LOCK = Path("/run/lock/liftlock-cluster.lock")
+MACHINE_OWNER = Path("/run/liftlock-cluster.owner")
+
+
+@contextlib.contextmanager
+def machine_lock() -> Iterator[None]:
+    """One `up` or `down` at a time on this machine: a `down` still removing the bridge must
+    not race an `up` of another state folder that found the bridge there."""
+    MACHINE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with MACHINE_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def machine_owner() -> Path | None:
+    """The state folder of the cluster that runs on this machine (None: none, or one whose
+    processes are all gone)."""
+    try:
+        owner = Path(MACHINE_OWNER.read_text(encoding="utf-8").strip())
+    except OSError:
+        return None
+    alive = any(c.running() for c in components(Layout(state_dir=owner)))
+    return owner if alive else None
+
+
+def owns_machine(layout: Layout) -> bool:
+    """`down` removes what the machine shares (bridge, cgroups, chains) only for the owner."""
+    owner = machine_owner()
+    return owner is None or owner.resolve() == layout.state_dir.resolve()
 
 
 def refuse_other_cluster(layout: Layout) -> None:
     """The bridge, the pod range and the kubelet's ports are the machine's: a second cluster
     (another state folder) would fight the first one for them."""
+    if not owns_machine(layout):
+        raise ClusterError(
+            f"another cluster runs on this machine (state folder {machine_owner()}); one "
+            "embedded cluster at a time: stop it with `liftlock cluster down` (with "
+            f"LIFTLOCK_CLUSTER_DIR={machine_owner()} when it is not the default one)"
+        )
     if kubernetes.component(layout, "kubelet").running():
         return
     for port in KUBELET_PORTS:
@@ -145,9 +187,16 @@ def refuse_other_cluster(layout: Layout) -> None:
 
 
 def up(layout: Layout, log: Log, *, registry_only: bool = False) -> ClusterStatus:
-    started = time.monotonic()
-    if not registry_only:
+    if registry_only:
+        return _up(layout, log, registry_only=True)
+    with machine_lock():
         refuse_other_cluster(layout)
+        MACHINE_OWNER.write_text(f"{layout.state_dir.resolve()}\n", encoding="utf-8")
+        return _up(layout, log, registry_only=False)
+
+
+def _up(layout: Layout, log: Log, *, registry_only: bool) -> ClusterStatus:
+    started = time.monotonic()
     layout.run_dir.mkdir(parents=True, exist_ok=True)
     if HostBefore.load(_before_path(layout)) is None:
         HostBefore(
@@ -285,7 +334,23 @@ def mounts_under(folder: Path) -> list[str]:
 
 
 def down(layout: Layout, log: Log) -> None:
+    with machine_lock():
+        shared = owns_machine(layout)
+        _down(layout, log, remove_shared=shared)
+        if shared:
+            MACHINE_OWNER.unlink(missing_ok=True)
+
+
+def _down(layout: Layout, log: Log, *, remove_shared: bool) -> None:
     started = time.monotonic()
+    if not remove_shared:
+        # Its own processes only: the bridge, chains and cgroups serve the cluster that runs.
+        for component in reversed(components(layout)):
+            pid = component.stop()
+            if pid is not None:
+                log(f"[cluster] {component.name}: stopped (pid {pid})")
+        log(f"[cluster] down in {time.monotonic() - started:.1f}s (another cluster owns the node)")
+        return
     before = HostBefore.load(_before_path(layout)) or HostBefore()
     try:
         drain(layout, log)

@@ -133,6 +133,11 @@ def bridge_exists() -> bool:
     return Path(f"/sys/class/net/{BRIDGE}").exists()
 
 
+#: Below the bridge's own route (metric 0): a pod address never takes the default route, even
+#: while the bridge is gone (a probe to a pod of a bridge someone deleted is dropped here).
+POD_GUARD_METRIC = "4242"
+
+
 def ensure_bridge() -> None:
     """The pod bridge with the node address (the kubelet's node IP; never a gateway)."""
     if not bridge_exists():
@@ -141,9 +146,18 @@ def ensure_bridge() -> None:
     if f"{BRIDGE_ADDRESS}/" not in addresses:
         run(["ip", "addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", BRIDGE], what="pod bridge")
     run(["ip", "link", "set", BRIDGE, "up"], what="pod bridge")
+    run(
+        ["ip", "route", "replace", "blackhole", POD_SUBNET, "metric", POD_GUARD_METRIC],
+        what="pod range guard route",
+    )
 
 
 def delete_bridge() -> bool:
+    run(
+        ["ip", "route", "del", "blackhole", POD_SUBNET, "metric", POD_GUARD_METRIC],
+        what="pod range guard route",
+        check=False,
+    )
     if not bridge_exists():
         return False
     run(["ip", "link", "delete", BRIDGE], what="pod bridge")

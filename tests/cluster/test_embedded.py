@@ -18,7 +18,7 @@ import pytest
 from infra.components.image_builder import build_image, push_image, registry_repository
 from infra.components.smoke_check import port_forward, predict_through, reference_row
 from liftlock.cluster import embedded, kubernetes
-from liftlock.cluster.layout import CONTEXT_NAME, Layout
+from liftlock.cluster.layout import BRIDGE, CONTEXT_NAME, POD_SUBNET, Layout
 from liftlock.cluster.process import ClusterError
 from tests.helpers.embedded_cluster import RunningCluster, running_cluster
 from tests.helpers.host_state import HostState, processes_mentioning
@@ -154,12 +154,18 @@ def test_a_second_cluster_on_the_same_machine_is_refused_before_it_starts(
     cluster: RunningCluster, tmp_path: Path
 ) -> None:
     """One cluster per machine: `up` in another state folder names the one running and starts
-    nothing (no registry, no PKI) rather than fighting it for the kubelet's ports."""
+    nothing (no registry, no PKI) rather than fighting it for the kubelet's ports; `down` of
+    that other folder leaves the running cluster's bridge and routes alone."""
     other = Layout(state_dir=tmp_path / "other")
-    with pytest.raises(ClusterError, match=r"another cluster runs on this machine"):
+    with pytest.raises(ClusterError, match=r"another cluster runs on this machine") as refused:
         embedded.up(other, lambda line: None)
+    assert str(cluster.layout.state_dir.resolve()) in str(refused.value)
     assert not other.run_dir.exists() or not any(other.run_dir.iterdir())
+    embedded.down(other, lambda line: None)
     assert embedded.status(cluster.layout).running
+    routes = HostState.capture().routes
+    assert any(route.startswith(f"{POD_SUBNET} dev {BRIDGE}") for route in routes), routes
+    assert f"blackhole {POD_SUBNET} metric 4242" in routes, "pods never take the default route"
 
 
 def test_the_model_image_pulled_by_digest_serves_through_a_port_forward(
@@ -245,6 +251,8 @@ def test_down_leaves_the_host_as_it_was(cluster: RunningCluster, model_rollout: 
     assert after.cgroups == cluster.before.cgroups
     assert after.sysctls == cluster.before.sysctls
     assert after.folders == cluster.before.folders
+    assert after.routes == cluster.before.routes, "no route left (bridge, pod range guard)"
+    assert not embedded.MACHINE_OWNER.exists(), "the machine is free for the next cluster"
     assert not embedded.status(layout).running
     # ... and the data stays: the next up is warm.
     assert any(Path(layout.registry_data).iterdir())

@@ -1,5 +1,6 @@
 """What `liftlock cluster down` must leave as `up` found it: processes, mounts, network links,
-iptables chains and rules, network namespaces, cgroups and the sysctls the node would touch."""
+routes, iptables chains and rules, network namespaces, cgroups and the sysctls the node would
+touch."""
 
 from __future__ import annotations
 
@@ -61,6 +62,8 @@ class HostState:
     sysctls: dict[str, str]
     #: folders the runtime or the kubelet would create: there or not
     folders: dict[str, bool]
+    #: the main IPv4 routing table (the bridge's route and the pod range's guard come and go)
+    routes: list[str]
 
     @classmethod
     def capture(cls) -> HostState:
@@ -76,4 +79,6 @@ class HostState:
             name: Path(name).exists()
             for name in ("/run/netns", "/var/log/containers", "/var/lib/cni", "/var/lib/kubelet")
         }
-        return cls(links, mounts, _iptables_rules(), netns, cgroups, sysctls, folders)
+        listed = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True)
+        routes = sorted(line.strip() for line in listed.stdout.splitlines())
+        return cls(links, mounts, _iptables_rules(), netns, cgroups, sysctls, folders, routes)
