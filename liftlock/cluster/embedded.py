@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from liftlock.cluster import kubernetes, pause, registry, runtime
+from liftlock.cluster import flux, kubernetes, pause, registry, runtime
 from liftlock.cluster.layout import BRIDGE, CONTEXT_NAME, NODE_NAME, Layout
 from liftlock.cluster.process import ClusterError, Component, Log, run
 
@@ -101,10 +101,12 @@ class ClusterStatus:
 
 
 def components(layout: Layout) -> list[Component]:
+    """Every process of the cluster; Flux's once `up --gitops` started them."""
     return [
         registry.component(layout),
         runtime.containerd_component(layout),
         *(kubernetes.component(layout, name) for name in kubernetes.START_ORDER),
+        *(flux.components(layout) if flux.enabled(layout) else []),
     ]
 
 
@@ -263,6 +265,8 @@ def mounts_under(folder: Path) -> list[str]:
 def down(layout: Layout, log: Log) -> None:
     started = time.monotonic()
     before = HostBefore.load(_before_path(layout)) or HostBefore()
+    # Flux first: nothing re-applies objects while the node drains.
+    flux.down(layout, log)
     try:
         drain(layout, log)
     except (ClusterError, OSError, subprocess.TimeoutExpired) as error:
