@@ -173,3 +173,10 @@ def test_a_detached_head_is_refused(repository: Path) -> None:
     git(repository, "checkout", "-q", "--detach")
     with pytest.raises(flux.GitOpsError, match="HEAD is detached"):
         flux.current_branch(repository)
+
+
+def test_gitops_needs_the_cluster_not_only_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    from liftlock.cli import main
+
+    assert main(["cluster", "up", "--gitops", "--registry-only"]) == 2
+    assert "--gitops needs the cluster" in capsys.readouterr().err
