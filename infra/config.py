@@ -41,6 +41,10 @@ DEFAULT_REGISTRY = "127.0.0.1:5000"
 DEFAULT_HOST_PORT = 8787
 DEFAULT_GITOPS_REVISION = "main"
 DEFAULT_ARGOCD_NAMESPACE = "argocd"
+DEFAULT_FLUX_NAMESPACE = "flux-system"
+GitOpsController = Literal["flux", "argocd"]
+#: the embedded default (`liftlock cluster up --gitops`) runs Flux
+DEFAULT_GITOPS_CONTROLLER: GitOpsController = "flux"
 SECRET_ANNOTATION = "x-liftlock-secret"
 
 
@@ -98,6 +102,8 @@ class OwnerLabels:
 class GitOps:
     repo_url: str
     revision: str = DEFAULT_GITOPS_REVISION
+    controller: GitOpsController = DEFAULT_GITOPS_CONTROLLER
+    flux_namespace: str = DEFAULT_FLUX_NAMESPACE
     argocd_namespace: str = DEFAULT_ARGOCD_NAMESPACE
 
 
@@ -148,9 +154,13 @@ class StackConfig:
         return f"deploy/{self.stack}" if self.target == "render" else None
 
     @property
-    def argocd_render_dir(self) -> str | None:
-        """The Argo CD Application lives apart from the manifests it syncs."""
-        return f"deploy/argocd/{self.stack}" if self.target == "render" else None
+    def gitops_render_dir(self) -> str | None:
+        """The GitOps controller's objects (Flux's GitRepository + Kustomization, or the Argo CD
+        Application) live apart from the manifests they sync: deploy/<controller>/<stack>."""
+        if self.target != "render":
+            return None
+        controller = self.gitops.controller if self.gitops else DEFAULT_GITOPS_CONTROLLER
+        return f"deploy/{controller}/{self.stack}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,6 +386,15 @@ def rule_problems(values: Mapping[str, Any]) -> list[str]:
             problems.append(
                 f"{NAMESPACE}:autoscaling.maxReplicas = {high}: below minReplicas = {low}"
             )
+    gitops = values.get("gitops") or {}
+    controller = gitops.get("controller", DEFAULT_GITOPS_CONTROLLER)
+    for key, owner in (("fluxNamespace", "flux"), ("argocdNamespace", "argocd")):
+        if key in gitops and controller != owner:
+            problems.append(
+                f"{NAMESPACE}:gitops.{key}: only the {owner} controller uses it "
+                f"(gitops.controller = {json.dumps(controller)}); remove the key, or set "
+                f"{NAMESPACE}:gitops.controller: {owner}"
+            )
     target = values.get("target")
     if target in ("render", "cluster") and "hostPort" in values:
         problems.append(f"{NAMESPACE}:hostPort: only the docker target uses it (target={target})")
@@ -454,6 +473,8 @@ def _build(
         gitops = GitOps(
             repo_url=values["gitops"]["repoUrl"],
             revision=values["gitops"].get("revision", DEFAULT_GITOPS_REVISION),
+            controller=values["gitops"].get("controller", DEFAULT_GITOPS_CONTROLLER),
+            flux_namespace=values["gitops"].get("fluxNamespace", DEFAULT_FLUX_NAMESPACE),
             argocd_namespace=values["gitops"].get("argocdNamespace", DEFAULT_ARGOCD_NAMESPACE),
         )
     apply_to = None

@@ -11,6 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.components.drift_monitor import DriftMonitor, DriftMonitorArgs
+from infra.components.flux_sync import FluxSync, FluxSyncArgs
 from infra.components.gitops_application import GitOpsApplication, GitOpsApplicationArgs
 from infra.components.local_service import LocalService, LocalServiceArgs
 from infra.components.model_image import ModelImage, ModelImageArgs, build_context_hash
@@ -187,6 +188,51 @@ def declare_applied_copy(
     )
 
 
+def declare_gitops_sync(
+    config: StackConfig, labels: dict[str, str], annotations: dict[str, str], root: Path
+) -> None:
+    """The GitOps controller's objects, rendered to deploy/<controller>/<stack>: Flux's
+    GitRepository + Kustomization (the default), or the Argo CD Application."""
+    assert config.gitops is not None and config.namespace is not None
+    assert config.render_dir is not None and config.gitops_render_dir is not None
+    gitops = config.gitops
+    provider = k8s.Provider(
+        f"{config.stack}-{gitops.controller}-render",
+        render_yaml_to_directory=str(root / config.gitops_render_dir),
+    )
+    opts = pulumi.ResourceOptions(providers={"kubernetes": provider})
+    if gitops.controller == "flux":
+        FluxSync(
+            f"{config.stack}-gitops-flux",
+            args=FluxSyncArgs(
+                stack=config.stack,
+                repo_url=gitops.repo_url,
+                revision=gitops.revision,
+                path=config.render_dir,
+                flux_namespace=gitops.flux_namespace,
+                target_namespace=config.namespace,
+                labels=labels,
+                annotations=annotations,
+            ),
+            opts=opts,
+        )
+        return
+    GitOpsApplication(
+        f"{config.stack}-gitops",
+        args=GitOpsApplicationArgs(
+            stack=config.stack,
+            repo_url=gitops.repo_url,
+            revision=gitops.revision,
+            path=config.render_dir,
+            argocd_namespace=gitops.argocd_namespace,
+            destination_namespace=config.namespace,
+            labels=labels,
+            annotations=annotations,
+        ),
+        opts=opts,
+    )
+
+
 def declare_kubernetes_stack(config: StackConfig, root: Path) -> StackOutputs:
     assert config.bundle_digest and config.image and config.namespace and config.resources
     applied_cluster = apply_to_cluster(config, root)
@@ -254,25 +300,7 @@ def declare_kubernetes_stack(config: StackConfig, root: Path) -> StackOutputs:
     if applied_cluster is not None:
         declare_applied_copy(config, root, digest, applied_cluster, declare_workloads)
     if config.target == "render" and config.gitops is not None:
-        assert config.render_dir is not None and config.argocd_render_dir is not None
-        argocd_provider = k8s.Provider(
-            f"{config.stack}-argocd-render",
-            render_yaml_to_directory=str(root / config.argocd_render_dir),
-        )
-        GitOpsApplication(
-            f"{config.stack}-gitops",
-            args=GitOpsApplicationArgs(
-                stack=config.stack,
-                repo_url=config.gitops.repo_url,
-                revision=config.gitops.revision,
-                path=config.render_dir,
-                argocd_namespace=config.gitops.argocd_namespace,
-                destination_namespace=config.namespace,
-                labels=labels,
-                annotations=annotations,
-            ),
-            opts=pulumi.ResourceOptions(providers={"kubernetes": argocd_provider}),
-        )
+        declare_gitops_sync(config, labels, annotations, root)
     return StackOutputs(
         target=config.target,
         service_url=service.service_url,

@@ -15,7 +15,7 @@ set -euo pipefail
 
 # Build order. A component's install() may use tools built before it (kubernetes installs its
 # plugin with pulumi), so named components are also built in this order.
-ORDER=(pulumi kubernetes kube-apiserver etcd actionlint kube-score gitleaks)
+ORDER=(pulumi kubernetes kube-apiserver etcd flux actionlint kube-score gitleaks)
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from liftlock.cluster import kubernetes, pause, registry, runtime
+from liftlock.cluster import flux, kubernetes, pause, registry, runtime
 from liftlock.cluster.layout import BRIDGE, CONTEXT_NAME, NODE_NAME, Layout
 from liftlock.cluster.process import ClusterError, Component, Log, run
 
@@ -104,10 +104,12 @@ class ClusterStatus:
 
 
 def components(layout: Layout) -> list[Component]:
+    """Every process of the cluster; Flux's once `up --gitops` started them."""
     return [
         registry.component(layout),
         runtime.containerd_component(layout),
         *(kubernetes.component(layout, name) for name in kubernetes.START_ORDER),
+        *(flux.components(layout) if flux.enabled(layout) else []),
     ]
 
 
@@ -352,6 +354,8 @@ def _down(layout: Layout, log: Log, *, remove_shared: bool) -> None:
         log(f"[cluster] down in {time.monotonic() - started:.1f}s (another cluster owns the node)")
         return
     before = HostBefore.load(_before_path(layout)) or HostBefore()
+    # Flux first: nothing re-applies objects while the node drains.
+    flux.down(layout, log)
     try:
         drain(layout, log)
     except (ClusterError, OSError, subprocess.TimeoutExpired) as error:

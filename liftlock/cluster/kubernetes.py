@@ -405,3 +405,45 @@ def start_all(layout: Layout, log: Log) -> None:
         started = time.monotonic()
         STARTERS[name](layout)
         log(f"[cluster] {name}: ready in {time.monotonic() - started:.1f}s")
+
+
+def pod_reasons(layout: Layout, namespace: str) -> list[str]:
+    """Why the pods of `namespace` are not Ready, one line each (`pod: reason: message`): a
+    waiting or crashed container's reason (ImagePullBackOff, CrashLoopBackOff, ...), an
+    unschedulable pod, a failing readiness probe; empty when every pod is Ready."""
+    done = kubectl(layout, "get", "pods", "-n", namespace, "-o", "json", timeout=20)
+    if done.returncode != 0:
+        return [f"pods of {namespace}: {done.stderr.strip()[-300:]}"]
+    lines = []
+    for pod in json.loads(done.stdout).get("items", []):
+        name = pod["metadata"]["name"]
+        status = pod.get("status", {})
+        conditions = {c.get("type"): c for c in status.get("conditions", [])}
+        if conditions.get("Ready", {}).get("status") == "True":
+            continue
+        found = []
+        for container in status.get("containerStatuses", []) + status.get(
+            "initContainerStatuses", []
+        ):
+            state = container.get("state", {})
+            last = container.get("lastState", {}).get("terminated") or {}
+            if "waiting" in state:
+                detail = state["waiting"]
+                found.append(f"{detail.get('reason', 'Waiting')}: {detail.get('message', '')}")
+            elif "terminated" in state:
+                detail = state["terminated"]
+                reason = detail.get("reason", "Terminated")
+                found.append(f"{reason} (exit {detail.get('exitCode')})")
+            elif not container.get("ready"):
+                found.append("running, not Ready (readiness probe failing)")
+            if last and container.get("restartCount"):
+                found.append(
+                    f"restarted {container['restartCount']}x, last: {last.get('reason')} "
+                    f"(exit {last.get('exitCode')})"
+                )
+        scheduled = conditions.get("PodScheduled", {})
+        if scheduled.get("status") == "False":
+            found.append(f"{scheduled.get('reason')}: {scheduled.get('message', '')}")
+        why = "; ".join(found) or "not Ready"
+        lines.append(f"pod {name} ({status.get('phase', '?')}): {why}")
+    return lines

@@ -24,15 +24,33 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--registry-only", help="Start only the image registry (dev needs it)."),
         ] = False,
+        gitops: Annotated[
+            bool,
+            typer.Option(
+                "--gitops",
+                help="Also run Flux (source- and kustomize-controller) pulling this checkout's "
+                "branch, served read-only on 127.0.0.1: one Kustomization per GitOps stack.",
+            ),
+        ] = False,
     ) -> None:
         """Start what is not running (idempotent); print the kubeconfig to use."""
         from liftlock.cluster.embedded import up
         from liftlock.cluster.layout import Layout
 
-        state = up(Layout.default(), _echo, registry_only=registry_only)
+        if gitops and registry_only:
+            raise typer.BadParameter("--gitops needs the cluster, not --registry-only")
+        layout = Layout.default()
+        state = up(layout, _echo, registry_only=registry_only)
         typer.echo(f"registry {state.registry}")
         if not registry_only:
             typer.echo(f"kubeconfig {state.kubeconfig} context {state.context}")
+        if gitops:
+            from liftlock.cluster import flux
+            from liftlock.engine.env import find_project_root
+
+            synced = flux.up(layout, _echo, root=find_project_root())
+            stacks = ", ".join(s.stack for s in synced.stacks) or "none"
+            typer.echo(f"flux {synced.git_url} branch {synced.branch} stacks {stacks}")
 
     @cluster.command("down")
     def down_command() -> None:

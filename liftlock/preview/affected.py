@@ -3,7 +3,8 @@
 A change to what every stack is built from (the pipeline, the model code, the Pulumi program,
 the policy pack, the stack schema) affects every stack; a change to `stacks/Pulumi.<stack>.yaml`
 affects that stack only, and so does a change to its rendered manifests (`deploy/<stack>/`,
-`deploy/argocd/<stack>/`: their check is that they are still what the program renders);
+`deploy/flux/<stack>/`, `deploy/argocd/<stack>/`: their check is that they are still what the
+program renders);
 anything else (docs, tests, workflows) affects none.
 """
 
@@ -28,7 +29,7 @@ ALL_STACK_INPUTS = (
 ML_INPUTS = ("params.yaml", "dvc.yaml", "dvc.lock", "ml/", "data/")
 
 _STACK_FILE = re.compile(r"^stacks/Pulumi\.(?P<stack>[A-Za-z0-9_.-]+)\.yaml$")
-_RENDERED_FILE = re.compile(r"^deploy/(?:argocd/)?(?P<stack>[A-Za-z0-9_.-]+)/")
+_RENDERED_FILE = re.compile(r"^deploy/(?:argocd/|flux/)?(?P<stack>[A-Za-z0-9_.-]+)/")
 
 
 def _matches(path: str, patterns: Iterable[str]) -> bool:

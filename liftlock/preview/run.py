@@ -211,7 +211,7 @@ def stack_target(root: Path, stack: str) -> tuple[str, tuple[str, ...]]:
         raise ConfigError(
             f"stacks/Pulumi.{stack}.yaml: {problems}", hint="fix the stack file"
         ) from error
-    folders = tuple(f for f in (config.render_dir, config.argocd_render_dir) if f)
+    folders = tuple(f for f in (config.render_dir, config.gitops_render_dir) if f)
     return config.target, folders
 
 

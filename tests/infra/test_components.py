@@ -37,6 +37,9 @@ PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 CRON_JOB = "kubernetes:batch/v1:CronJob"
 APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
+GIT_REPOSITORY = "kubernetes:source.toolkit.fluxcd.io/v1:GitRepository"
+KUSTOMIZATION = "kubernetes:kustomize.toolkit.fluxcd.io/v1:Kustomization"
+GITOPS_OBJECTS = (APPLICATION, GIT_REPOSITORY, KUSTOMIZATION)
 PROVIDER = "pulumi:providers:kubernetes"
 
 
@@ -73,11 +76,13 @@ def test_render_stack_declares_the_model_service_through_its_render_provider(
     render = providers[f"{stack}-kubernetes"]
     assert render.inputs.get("renderYamlToDirectory") == str(root / "deploy" / stack), render.urn
     assert "kubeconfig" not in render.inputs, f"{render.urn}: render mode must get no kubeconfig"
-    argocd = providers[f"{stack}-argocd-render"]
-    assert argocd.inputs["renderYamlToDirectory"] == str(root / "deploy" / "argocd" / stack)
+    # The embedded default's controller: Flux, rendered apart from what it applies.
+    flux = providers[f"{stack}-flux-render"]
+    assert flux.inputs["renderYamlToDirectory"] == str(root / "deploy" / "flux" / stack)
+    assert f"{stack}-argocd-render" not in providers
 
     for resource in kubernetes_objects(run):
-        expected = argocd if resource.typ == APPLICATION else render
+        expected = flux if resource.typ in GITOPS_OBJECTS else render
         assert resource.provider and f"::{expected.name}::" in resource.provider, (
             f"{resource.urn}: explicit provider {expected.name} expected, got {resource.provider}"
         )
@@ -96,9 +101,11 @@ def test_render_stack_declares_the_model_service_through_its_render_provider(
         "render_dir": f"deploy/{stack}",
         "applied_to": None,
     }
-    application = run.one(APPLICATION)
-    source = application.inputs["spec"]["source"]
-    assert source["path"] == f"deploy/{stack}" and source["directory"]["recurse"], application.urn
+    kustomization = run.one(KUSTOMIZATION)
+    spec = kustomization.inputs["spec"]
+    assert spec["path"] == f"./deploy/{stack}", kustomization.urn
+    assert spec["targetNamespace"] == values["namespace"], kustomization.urn
+    assert run.of_type(APPLICATION) == [], "one controller per stack"
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])

@@ -22,13 +22,14 @@ COMPONENTS = {
     "kubernetes": "4.25.0",
     "kube-apiserver": "v1.37.2",
     "etcd": "v3.6.6",
+    "flux": "v1.9.6",
     "actionlint": "1.7.12",
     "kube-score": "v1.20.0",
     "gitleaks": "8.30.1",
 }
 LINKED = (
     "pulumi", "kube-apiserver", "kube-controller-manager", "kubelet", "kubectl", "etcd",
-    "actionlint", "kube-score", "gitleaks",
+    "source-controller", "kustomize-controller", "actionlint", "kube-score", "gitleaks",
 )  # fmt: skip
 
 
@@ -62,7 +63,7 @@ def test_unknown_component_is_named(tmp_path: Path) -> None:
     result = _build(_checkout(tmp_path), "pulumi", "kubectl")
     assert result.returncode == 2
     assert "no component 'kubectl'" in result.stderr
-    assert "pulumi kubernetes kube-apiserver etcd actionlint kube-score" in result.stderr
+    assert "pulumi kubernetes kube-apiserver etcd flux actionlint kube-score" in result.stderr
     assert not (tmp_path / "checkout" / ".tools" / "bin" / "pulumi").exists()
 
 
@@ -110,6 +111,10 @@ def test_another_checkout_reuses_every_cached_build_in_order(tmp_path: Path) -> 
         assert os.access(tools / name, os.X_OK), f"{name} not linked into {tools}"
     # The engine finds the provider in its plugin cache; on PATH it would warn on every run.
     assert not (tools / "pulumi-resource-kubernetes").exists()
+    # Flux's CRDs, copied from the controllers' modules at build time, for offline apply.
+    crds = sorted(p.name for p in (root / ".tools" / "flux-crds").glob("*.yaml"))
+    assert "kustomize.toolkit.fluxcd.io_kustomizations.yaml" in crds, crds
+    assert "source.toolkit.fluxcd.io_gitrepositories.yaml" in crds, crds
 
 
 @pytest.mark.slow
