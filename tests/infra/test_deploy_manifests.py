@@ -47,5 +47,6 @@ def test_committed_manifests_match_the_stack_file(repo_root: Path, stack: str) -
             assert manifest["spec"].get("replicas") == expected, path
             images = {c["image"] for c in manifest["spec"]["template"]["spec"]["containers"]}
             assert images == {config.image}, path
-    application = rendered_manifests(repo_root / "deploy" / "argocd" / stack)
-    assert [doc["spec"]["source"]["path"] for _, doc in application] == [f"deploy/{stack}"]
+    synced = rendered_manifests(repo_root / "deploy" / "flux" / stack)
+    paths = [doc["spec"]["path"] for _, doc in synced if doc["kind"] == "Kustomization"]
+    assert paths == [f"./deploy/{stack}"], paths

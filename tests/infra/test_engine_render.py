@@ -59,9 +59,13 @@ def test_up_writes_each_stacks_manifests_under_deploy(rendered: PulumiProject) -
             doc["metadata"]["labels"]["liftlock.io/stack"] == stack
             for _, doc in manifests_of(rendered, stack)
         )
-        application = rendered_manifests(rendered.root / "deploy" / "argocd" / stack)
-        assert [doc["kind"] for _, doc in application] == ["Application"]
-        assert application[0][1]["spec"]["source"]["path"] == f"deploy/{stack}"
+        # The embedded default's GitOps controller, Flux: what it pulls and how it applies it.
+        synced = {
+            doc["kind"]: doc
+            for _, doc in rendered_manifests(rendered.root / "deploy" / "flux" / stack)
+        }
+        assert sorted(synced) == ["GitRepository", "Kustomization"], sorted(synced)
+        assert synced["Kustomization"]["spec"]["path"] == f"./deploy/{stack}"
         outputs = rendered.outputs(stack)
         assert outputs["target"] == "render" and outputs["renderDir"] == f"deploy/{stack}"
         assert outputs["bundleDigest"].startswith("sha256:")
@@ -109,7 +113,7 @@ def test_destroy_removes_only_that_stacks_manifests(rendered: PulumiProject) -> 
     prod_before = {path: path.read_bytes() for path, _ in manifests_of(rendered, "prod")}
     rendered.destroy("staging")
     assert manifests_of(rendered, "staging") == [], "staging's manifests must be gone"
-    assert rendered_manifests(rendered.root / "deploy" / "argocd" / "staging") == []
+    assert rendered_manifests(rendered.root / "deploy" / "flux" / "staging") == []
     prod_after = {path: path.read_bytes() for path, _ in manifests_of(rendered, "prod")}
     assert prod_after == prod_before, "prod's manifests must be untouched"
 

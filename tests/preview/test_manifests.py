@@ -27,7 +27,7 @@ CONFIGMAP = "deploy/staging/1-manifest/v1-configmap-liftlock-staging-liftlock-mo
 
 def committed(stack: str = "staging") -> dict[str, bytes]:
     """The committed render of a stack, as the preview reads it."""
-    folders = [REPO / "deploy" / stack, REPO / "deploy" / "argocd" / stack]
+    folders = [REPO / "deploy" / stack, REPO / "deploy" / "flux" / stack]
     return {
         p.relative_to(REPO).as_posix(): p.read_bytes()
         for folder in folders
@@ -163,7 +163,7 @@ def test_tree_digest_is_what_sha256sum_of_the_sorted_files_gives(tmp_path: Path)
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(content)
     listing = subprocess.run(
-        "find deploy/prod deploy/argocd/prod -type f | LC_ALL=C sort | xargs sha256sum | sha256sum",
+        "find deploy/prod deploy/flux/prod -type f | LC_ALL=C sort | xargs sha256sum | sha256sum",
         shell=True,
         cwd=tmp_path,
         capture_output=True,

@@ -23,7 +23,7 @@ from liftlock.preview.report import PreviewReport, StackPreview
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / ".github" / "scripts" / "check-preview-digest.sh"
 MERGE_SHA, PR_HEAD = "c" * 40, "d" * 40
-FOLDERS = ["deploy/prod", "deploy/argocd/prod"]
+FOLDERS = ["deploy/prod", "deploy/flux/prod"]
 
 # `gh api [--paginate] <endpoint> --jq <expr>`: the endpoint's JSON from $FAKE_API/<endpoint with
 # slashes as __>.json, filtered by real jq, as gh does.
@@ -144,7 +144,7 @@ def test_a_render_that_differs_from_the_preview_is_refused_naming_the_file(deplo
     assert hand_edited != deployment.read_text()
     deployment.write_text(hand_edited)
     (work / "deploy" / "prod" / "1-manifest" / "v1-configmap-extra.yaml").write_text("x: 1\n")
-    application = next((work / "deploy" / "argocd" / "prod").rglob("*.yaml"))
+    application = next((work / "deploy" / "flux" / "prod").rglob("*.yaml"))
     application.unlink()
     result = run()
     assert result.returncode == 1
