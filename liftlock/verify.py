@@ -39,7 +39,8 @@ BUNDLE_ANNOTATION = "liftlock.io/bundle-digest"
 CHECKS = ("rollout", "replicas-ready", "no-restarts", "predictions", "error-rate", "p99-latency")
 REQUESTS_METRIC = "liftlock_http_requests"
 LATENCY_METRIC = "liftlock_http_request_duration_seconds"
-TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+# File names sort in time order: to the microsecond, since one record may verify twice a second.
+TIME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 
 Verdict = Literal["pass", "fail", "skipped"]
 
@@ -830,8 +831,6 @@ def write_verification(
         "time": _utc(report.ended),
     }
     path = verification_path(root, report.stack, report.bundle_digest, report.ended)
-    while path.exists():  # two verifications within one second: the second gets a suffix
-        path = path.with_name(path.stem + "-1.json")
     return write_signed_record(root, path, data, log=log, stack=report.stack)
 
 
