@@ -717,6 +717,9 @@ class VerifyReport:
     expected: str
     verification: Path | None = None  # the signed verification written (None: not written)
     written: list[Path] = field(default_factory=list)
+    # why the verification could not be written (an unlisted signing key, ...): the verdicts
+    # are still shown, then the command fails with it
+    record_error: LiftlockError | None = None
 
     @property
     def passed(self) -> bool:
@@ -895,7 +898,11 @@ def run_verify(
         expected=expected.source,
     )
     if record:
-        written = write_verification(root, report, pinned.record.path, log=log)
+        try:
+            written = write_verification(root, report, pinned.record.path, log=log)
+        except LiftlockError as error:
+            report.record_error = error
+            return report
         report.written = written
         report.verification = next(p for p in written if p.suffix == ".json")
     return report

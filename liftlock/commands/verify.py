@@ -89,6 +89,8 @@ def register(app: typer.Typer) -> None:
             if report.verification is not None:
                 where = report.verification.relative_to(root)
                 typer.echo(f"verification: {where} (signed: .sig beside it; commit it)")
+        if report.record_error is not None:
+            raise report.record_error
         if not report.passed:
             raise VerificationFailed(
                 f"verify {stack}: check(s) failed: {', '.join(report.failed)} ({report.record})"

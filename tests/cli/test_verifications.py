@@ -56,6 +56,9 @@ def test_a_failed_verification_is_refused_naming_the_check(clone: Path, run: Run
     assert f"promotions/staging/{record.name} failed verification" in out
     assert "check(s) failed: predictions" in out
     assert _unchanged(clone)
+    code, out = run("status", "--no-engine")
+    assert code == 0, out
+    assert f"staging: promotions/staging/{record.name} failed verification" in out
 
 
 def test_the_minimum_soak_holds_then_passes(clone: Path, run: Run) -> None:
