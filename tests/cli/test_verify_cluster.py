@@ -142,6 +142,7 @@ def test_verify_passes_a_good_rollout_and_fails_wrong_predictions(
         assert "predictions differ (row 0: served" in detail, detail
 
         code, out = run("promote", "staging", "prod", "--no-preview")
+        print(out)
         assert code == 1
         assert f"{report.record} failed verification" in out and "predictions" in out
     finally:
