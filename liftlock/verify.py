@@ -450,8 +450,8 @@ def check_replicas_ready(samples: Sequence[Sample]) -> Check:
         unready = [p for p in sample.pods if not p.ready]
         if sample.desired < 1 or sample.ready < sample.desired or unready:
             pods = "; ".join(f"{p.name} not Ready ({p.reason})" for p in unready)
-            bad.append(f"+{sample.offset:.0f}s: {sample.ready}/{sample.desired} Ready" + (
-                f" ({pods})" if pods else ""))  # fmt: skip
+            where = f"+{sample.offset:.0f}s: {sample.ready}/{sample.desired} Ready"
+            bad.append(f"{where} ({pods})" if pods else where)
     good = len(samples) - len(bad)
     last = samples[-1]
     return Check(
