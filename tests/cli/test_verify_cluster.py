@@ -27,11 +27,12 @@ from infra.components.image_builder import (
     registry_repository,
 )
 from liftlock.cluster.layout import CONTEXT_NAME
+from liftlock.commands.verify import print_report
 from liftlock.verify import VerifyReport, run_verify
 from ml.bundle import verify_bundle
 from ml.errors import BundleError
 from policies.promotion import check_pinned, verification_status
-from tests.cli.conftest import REPO
+from tests.cli.conftest import REPO, edit_gates
 from tests.helpers.embedded_cluster import RunningCluster, running_cluster
 from tests.infra.engine import PulumiProject
 
@@ -101,6 +102,9 @@ def test_verify_passes_a_good_rollout_and_fails_wrong_predictions(
     (root / ".venv").symlink_to(REPO / ".venv")
     (root / ".tools").symlink_to(REPO / ".tools")
     _apply_to(root, cluster)
+    # The test's registry listens on a free port: the gate must allow it like 127.0.0.1:5000.
+    registry = cluster.layout.registry
+    edit_gates(root, lambda d: d["defaults"]["thresholds"]["allowedRegistries"].append(registry))
     backend = tmp_path / "backend"
     backend.mkdir()
     project = PulumiProject(root=root, backend=backend, repo_root=REPO)
@@ -124,6 +128,7 @@ def test_verify_passes_a_good_rollout_and_fails_wrong_predictions(
     try:
         timed("up good", up)
         good = timed("verify good", verify)
+        print_report(good)
         assert good.passed, [c.to_json() for c in good.checks]
         checks = {c.check: c for c in good.checks}
         assert checks["replicas-ready"].measured.startswith("2/2 Ready")
@@ -137,6 +142,7 @@ def test_verify_passes_a_good_rollout_and_fails_wrong_predictions(
         assert code == 0, out
         timed("up wrong", up)  # Ready pods, and the smoke check sees the right bundle digest
         report = timed("verify wrong", verify)
+        print_report(report)
         assert report.failed == ["predictions"], [c.to_json() for c in report.checks]
         detail = {c.check: c for c in report.checks}["predictions"].detail
         assert "predictions differ (row 0: served" in detail, detail
