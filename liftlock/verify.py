@@ -22,6 +22,7 @@ refuses a source whose promotion did not verify). Reading the cluster goes throu
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -653,7 +654,10 @@ def observe(
         unread.append(f"the Deployment's container has no port named {HTTP_PORT_NAME!r}")
     while clock() - t0 < verify.soak_seconds:
         sleep(min(verify.poll_seconds, max(0.0, verify.soak_seconds - (clock() - t0))))
-        samples.append(take_sample(reader, clock() - t0))
+        sample = take_sample(reader, clock() - t0)
+        samples.append(sample)
+        if first.http_port is not None and clock() - t0 < verify.soak_seconds:
+            _keep_traffic(reader, sample, first.http_port, expected.rows[:1])
     if len(samples) == 1:
         samples.append(take_sample(reader, clock() - t0))
     window: RouteMetrics | None = None
@@ -676,6 +680,18 @@ def observe(
         started=started_at,
         ended=datetime.now(UTC),
     )
+
+
+def _keep_traffic(
+    reader: ClusterReader, sample: Sample, port: int, rows: Sequence[Mapping[str, float]]
+) -> None:
+    """One row to every Ready replica per poll, so the window's error rate and latency judge
+    traffic spread over it, not only the smoke request. Their answers are /metrics' to judge
+    (a failure to reach a pod shows in readiness and restarts)."""
+    for pod in sample.pods if sample.found else ():
+        if pod.ready:
+            with contextlib.suppress(LiftlockError):
+                reader.predict(pod.name, port, rows)
 
 
 def judge(

@@ -41,8 +41,10 @@ SLOW = 0.8
 
 
 def good_answer(_pod: str, rows: Sequence[Mapping[str, float]]) -> tuple[int, dict[str, Any]]:
-    assert len(rows) == 4
-    return 200, {"model": DIGEST, "predictions": LABELS, "probabilities": PROBABILITIES}
+    """The bundle's answer: the smoke rows, or the first one (the traffic kept up per poll)."""
+    assert len(rows) in (1, 4)
+    n = len(rows)
+    return 200, {"model": DIGEST, "predictions": LABELS[:n], "probabilities": PROBABILITIES[:n]}
 
 
 def healthy() -> FakeCluster:
@@ -71,7 +73,8 @@ def test_a_good_rollout_passes_every_check() -> None:
     checks = verdicts(cluster)
     assert [c.check for c in checks] == list(CHECKS)
     assert failed(checks) == [], [c.to_json() for c in checks]
-    assert cluster.asked == ["model-a", "model-b"]  # every replica answered the smoke rows
+    # every replica answered the smoke rows, then a row per poll but the window's last
+    assert cluster.asked == ["model-a", "model-b"] * 2
     assert cluster.samples_taken == 3  # +0s, +5s, +10s
     by_name = {c.check: c for c in checks}
     assert by_name["predictions"].measured == "8/8 rows equal on 2 replica(s)"
@@ -102,7 +105,7 @@ def _wrong_predictions(cluster: FakeCluster) -> None:
     def flipped(name: str, rows: Sequence[Mapping[str, float]]) -> tuple[int, dict[str, Any]]:
         status, body = good_answer(name, rows)
         if name == "model-b":
-            body = {**body, "predictions": [1 - label for label in LABELS]}
+            body = {**body, "predictions": [1 - label for label in body["predictions"]]}
         return status, body
 
     cluster.answer = flipped
