@@ -110,6 +110,7 @@ def test_verify_passes_a_good_rollout_and_fails_wrong_predictions(
     project = PulumiProject(root=root, backend=backend, repo_root=REPO)
     project.init("staging")
     timings: dict[str, float] = {}
+    measured: dict[str, dict[str, str]] = {}
 
     def timed(name: str, action: Callable[[], T]) -> T:
         started = time.monotonic()
@@ -128,7 +129,7 @@ def test_verify_passes_a_good_rollout_and_fails_wrong_predictions(
     try:
         timed("up good", up)
         good = timed("verify good", verify)
-        print_report(good)
+        measured["good"] = {c.check: c.measured for c in good.checks}
         assert good.passed, [c.to_json() for c in good.checks]
         checks = {c.check: c for c in good.checks}
         assert checks["replicas-ready"].measured.startswith("2/2 Ready")
@@ -142,6 +143,7 @@ def test_verify_passes_a_good_rollout_and_fails_wrong_predictions(
         assert code == 0, out
         timed("up wrong", up)  # Ready pods, and the smoke check sees the right bundle digest
         report = timed("verify wrong", verify)
+        measured["wrong"] = {c.check: c.measured for c in report.checks}
         print_report(report)
         assert report.failed == ["predictions"], [c.to_json() for c in report.checks]
         detail = {c.check: c for c in report.checks}["predictions"].detail
@@ -152,5 +154,5 @@ def test_verify_passes_a_good_rollout_and_fails_wrong_predictions(
         assert code == 1
         assert f"{report.record} failed verification" in out and "predictions" in out
     finally:
-        print(f"timings (s): {timings}")
+        print(f"timings (s): {timings}\nmeasured: {json.dumps(measured, indent=1)}")
         project.run("destroy", "--stack", "staging", "--yes", "--skip-preview", check=False)
