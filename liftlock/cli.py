@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "drift",
     "gate",
     "promote",
+    "verify",
     "status",
     "recover",
     "preview",

@@ -2,13 +2,14 @@
 
     liftlock cluster up -> dvc repro -> promote workspace dev -> pulumi up dev -> smoke test
     over HTTP -> promote dev staging -> pulumi up staging (render + rollout on the embedded
-    cluster + a prediction through a port-forward) -> preview of a sample change (staging -> prod)
+    cluster + a prediction through a port-forward) -> liftlock verify staging (soak, smoke rows,
+    /metrics; signed) -> preview of a sample change (staging -> prod)
 
 Each step prints a line when it starts and when it ends (with its time); the end is a table of
 what happened where. What it changes in the checkout is what the loop is meant to change:
 DVC outputs (bundle/, model/, reports/, data/prepared/, eval/ when the pipeline was out of date),
 stacks/Pulumi.dev.yaml and stacks/Pulumi.staging.yaml (bundleDigest, image — written by
-`liftlock promote`), their promotion records in promotions/, the manifests rendered into
+`liftlock promote`), their promotion records (and staging's signed verification) in promotions/, the manifests rendered into
 deploy/staging/, and the stacks' state in .pulumi-state/ (git-ignored). Pulumi reads a copy of
 each stack file, so the engine never rewrites them. The sample change is made and previewed in a
 throwaway git worktree; the checkout never sees it. Outside the checkout: the embedded registry
@@ -37,7 +38,7 @@ from liftlock.errors import ExternalCommandError, GateFailed, LiftlockError
 from liftlock.git import detached_worktree
 from liftlock.stackfile import restored, stack_file_copy, stack_path
 
-STEPS = 8
+STEPS = 9
 SMOKE_ROWS = 3
 READY_TIMEOUT_S = 120.0
 #: What the loop changes in git-tracked paths; the sample change starts from them. `dvc repro`
@@ -230,6 +231,33 @@ class Demo:
             f"{len(rows)} rows in {elapsed_ms:.0f} ms"
         )
 
+    def verify_staging(self) -> str:
+        """`liftlock verify staging` (signed beside its record), then the soak gates.yaml asks
+        of staging before what it runs may be promoted to prod."""
+        from datetime import UTC, datetime
+
+        from liftlock.errors import VerificationFailed
+        from liftlock.gate import read_gates
+        from liftlock.verify import run_verify
+
+        report = run_verify(self.root, "staging", log=self.echo)
+        if report.record_error is not None:
+            raise report.record_error
+        if not report.passed:
+            raise VerificationFailed(
+                f"verify staging: check(s) failed: {', '.join(report.failed)} ({report.record})"
+            )
+        soak = read_gates(self.root).for_stack("staging").thresholds.verify.min_soak_seconds
+        waited = soak - (datetime.now(UTC) - report.ended).total_seconds()
+        if waited > 0:
+            self.echo(f"[demo] staging soaks {waited:.0f} s more before prod (minSoakSeconds)")
+            time.sleep(waited)
+        where = report.verification.relative_to(self.root) if report.verification else "-"
+        return (
+            f"{len(report.checks)} checks passed over a {report.soak_seconds:g} s soak "
+            f"({report.samples} samples); verification {where}"
+        )
+
     def preview_sample_change(self) -> str:
         """`liftlock promote staging prod`, made in a throwaway worktree and previewed there."""
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
@@ -378,8 +406,9 @@ def run_demo(root: Path, env: dict[str, str], echo: Callable[[str], None]) -> De
         "deploy/staging/ + embedded cluster",
         lambda: demo.up("staging"),
     )
+    demo.step(8, "liftlock verify staging", "embedded cluster", demo.verify_staging)
     demo.step(
-        8, "preview: promote staging → prod", "throwaway git worktree", demo.preview_sample_change
+        9, "preview: promote staging → prod", "throwaway git worktree", demo.preview_sample_change
     )
     return demo
 

@@ -21,6 +21,7 @@ __all__ = [
     "GateFailed",
     "LiftlockError",
     "ToolMissingError",
+    "VerificationFailed",
 ]
 
 
@@ -44,6 +45,12 @@ class ToolMissingError(LiftlockError):
 
 class GateFailed(LiftlockError):
     """A mandatory policy rule failed: the promotion or deployment is refused."""
+
+    exit_code = 1
+
+
+class VerificationFailed(LiftlockError):
+    """`liftlock verify`: a check of the rollout failed (its verdict says which)."""
 
     exit_code = 1
 

@@ -330,25 +330,35 @@ def collect_lineage(root: Path, candidate: Candidate) -> dict[str, Any]:
 # Evidence: the metrics, recomputed
 
 
+def test_split(candidate: Candidate) -> tuple[Path | None, str | None]:
+    """(the test split stored with the bundle, None) once checked against the sha256 its
+    bundle.json names; else (None, why). The gate recomputes metrics on it, verify predictions."""
+    manifest = _read_json(candidate.bundle_dir / "bundle.json") or {}
+    test_info = (manifest.get("data") or {}).get("test") or {}
+    if candidate.prepared_dir is None:
+        return None, f"no test split was stored with the bundle ({PREPARED} missing)"
+    test_csv = candidate.prepared_dir / TEST_SPLIT
+    if not test_csv.is_file():
+        return None, f"{PREPARED}/{TEST_SPLIT} is not in DVC {candidate.dvc.get(PREPARED)}"
+    from ml.bundle import sha256_file
+
+    if test_info.get("sha256") and sha256_file(test_csv) != test_info["sha256"]:
+        return None, (
+            f"{PREPARED}/{TEST_SPLIT} (sha256 {sha256_file(test_csv)[:12]}) is not the "
+            f"test split bundle.json names ({str(test_info['sha256'])[:12]})"
+        )
+    return test_csv, None
+
+
 def recompute_evidence(candidate: Candidate) -> dict[str, Any]:
     """The bundle's metrics recomputed from its model on the test split it names.
 
     Returns {"recomputed": {...}} or {"error": why}; the claims themselves are in the facts.
     """
     manifest = _read_json(candidate.bundle_dir / "bundle.json") or {}
-    test_info = (manifest.get("data") or {}).get("test") or {}
-    if candidate.prepared_dir is None:
-        return {"error": f"no test split was stored with the bundle ({PREPARED} missing)"}
-    test_csv = candidate.prepared_dir / TEST_SPLIT
-    if not test_csv.is_file():
-        return {"error": f"{PREPARED}/{TEST_SPLIT} is not in DVC {candidate.dvc.get(PREPARED)}"}
-    from ml.bundle import sha256_file
-
-    if test_info.get("sha256") and sha256_file(test_csv) != test_info["sha256"]:
-        return {
-            "error": f"{PREPARED}/{TEST_SPLIT} (sha256 {sha256_file(test_csv)[:12]}) is not the "
-            f"test split bundle.json names ({str(test_info['sha256'])[:12]})"
-        }
+    test_csv, problem = test_split(candidate)
+    if test_csv is None:
+        return {"error": str(problem)}
     try:
         import joblib
 

@@ -23,12 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from liftlock.errors import ConfigError
+from liftlock.errors import ConfigError, GateFailed
 from liftlock.gate import (
     Candidate,
     GateReport,
     pinned_candidate,
     pinned_values,
+    read_gates,
     run_gate,
     stack_file,
     stored_candidate,
@@ -36,7 +37,7 @@ from liftlock.gate import (
 from liftlock.git import git_output
 from liftlock.records import digest12, record_path, signing_identity, write_signed_record
 from liftlock.stackfile import set_stack_values
-from policies.promotion import RECORD_KIND, check_pinned
+from policies.promotion import RECORD_KIND, check_pinned, verification_status
 
 WORKSPACE = "workspace"
 WORKSPACE_BUNDLE = Path("bundle")
@@ -113,6 +114,50 @@ def promotion_lock(root: Path, stack: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def check_source_verified(root: Path, source: str, target: str, now: datetime) -> None:
+    """Refuse (GateFailed naming the record) to promote from a stack whose gates require
+    verification when what it runs did not verify, or verified less than minSoakSeconds ago."""
+    if source == WORKSPACE:
+        return
+    verify = read_gates(root).for_stack(source).thresholds.verify
+    if not verify.required:
+        return
+    digest, image = pinned_values(root, source)
+    pinned = check_pinned(root, source, digest, image)
+    if not pinned.ok or pinned.record is None:
+        return  # the source's pin itself is refused next, naming the pin (pinned_candidate)
+    status = verification_status(root, source, pinned.record)
+    gates_key = f"policies/gates.yaml stacks.{source}.thresholds.verify"
+    refused = f"promotion {source} -> {target} refused, no file changed"
+    if not status.ok:
+        raise GateFailed(
+            f"{refused}: {source} requires verification ({gates_key}.required) and the "
+            f"promotion it runs did not verify: {status.message}",
+            hint=f"roll {source} out and run `liftlock verify {source}` until it passes (or "
+            f"promote a bundle that verifies into {source})",
+        )
+    assert status.verified_since is not None
+    soaked = (now - parse_time(status.verified_since)).total_seconds()
+    if soaked < verify.min_soak_seconds:
+        raise GateFailed(
+            f"{refused}: {_display_record(root, pinned.record.path)} verified at "
+            f"{status.verified_since}, {soaked:.0f}s ago; {source} needs "
+            f"{verify.min_soak_seconds:g}s of soak first ({gates_key}.minSoakSeconds)",
+            hint=f"wait {verify.min_soak_seconds - soaked:.0f}s more, then promote again",
+        )
+
+
+def _display_record(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def resolve_image(
@@ -218,6 +263,7 @@ def promote(
         raise ConfigError(f"cannot promote {source} to itself")
     target_config = load_config(root, target)
     stack_path = stack_file(root, target)
+    check_source_verified(root, source, target, now or datetime.now(UTC))
     lock = promotion_lock(root, target) if not dry_run else contextlib.nullcontext()
     with lock, source_candidate(root, source) as (candidate, source_config):
         digest = candidate.digest

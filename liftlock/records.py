@@ -27,6 +27,7 @@ from policies.promotion import (
     PromotionRecord,
     RecordError,
     latest_valid_record,
+    latest_verified_record,
     read_record,
     signature_path,
     signers_file,
@@ -64,8 +65,12 @@ def read_record_or_fail(path: Path) -> PromotionRecord:
 
 
 def champion_record(root: Path, stack: str, pinned: str | None) -> PromotionRecord | None:
-    """The bundle a challenger must not regress from: the valid record of what `stack` pins
-    (else the stack's newest valid record)."""
+    """The bundle a challenger must not regress from: the stack's last verified bundle (its
+    newest valid record whose verification passed); on a stack never verified, the valid record
+    of what `stack` pins (else the stack's newest valid record)."""
+    verified = latest_verified_record(root, stack)
+    if verified is not None:
+        return verified
     if pinned:
         found = valid_record(root, stack, pinned)
         if found is not None:
@@ -167,12 +172,22 @@ def enroll_signer(root: Path, stack: str, *, log: Any = print) -> Path | None:
 
 
 def write_signed_record(
-    root: Path, path: Path, data: dict[str, Any], *, log: Any = print, key: Path | None = None
+    root: Path,
+    path: Path,
+    data: dict[str, Any],
+    *,
+    log: Any = print,
+    key: Path | None = None,
+    stack: str | None = None,
 ) -> list[Path]:
-    """Write the record (never over another) and its signature; returns every file written."""
+    """Write the record (never over another) and its signature; returns every file written.
+
+    `stack` (default: the record's `to`) is the stack whose signers must list the key; a
+    verification (`liftlock verify`) is written and signed the same way.
+    """
     key = ensure_signing_key(log, key)
     principal = str(data["signer"])
-    stack = str(data["to"])
+    stack = stack or str(data["to"])
     written: list[Path] = []
     signers = ensure_allowed_signer(root, stack, principal, key)
     if signers is not None:

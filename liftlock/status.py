@@ -11,7 +11,13 @@ from pathlib import Path
 from liftlock.engine.env import engine_environment, run_pulumi
 from liftlock.records import PromotionRecord
 from liftlock.stackfile import read_stack_values, stack_file_copy, stack_names, stack_path
-from policies.promotion import RecordCheck, check_pinned, latest_valid_record
+from policies.promotion import (
+    RecordCheck,
+    VerificationStatus,
+    check_pinned,
+    latest_valid_record,
+    verification_status,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,6 +29,7 @@ class StackStatus:
     workspace_differs: bool | None  # None: no workspace bundle to compare
     pending: str  # what `pulumi preview` says, or why it was not asked
     record: RecordCheck  # is what the stack pins backed by a valid signed record?
+    verification: VerificationStatus | None = None  # of that record (None: no valid record)
     preview_failed: bool = False
 
     @property
@@ -102,6 +109,7 @@ def collect_status(root: Path, *, engine: bool = True) -> list[StackStatus]:
             pending = "unknown (engine not built: make toolchain)"
         else:
             pending, failed = pending_changes(root, stack, env)
+        record = check_pinned(root, stack, digest, values.get("image"))
         statuses.append(
             StackStatus(
                 stack=stack,
@@ -110,7 +118,10 @@ def collect_status(root: Path, *, engine: bool = True) -> list[StackStatus]:
                 last_record=latest_valid_record(root, stack),
                 workspace_differs=None if current is None or digest is None else digest != current,
                 pending=pending,
-                record=check_pinned(root, stack, digest, values.get("image")),
+                record=record,
+                verification=(
+                    verification_status(root, stack, record.record) if record.record else None
+                ),
                 preview_failed=failed,
             )
         )

@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from policies.model import FreezeWindow, Level, RuleContext, Thresholds
+from policies.model import FreezeWindow, Level, RuleContext, Thresholds, VerifyThresholds
 from policies.rules import rules_by_name
 
 POLICIES_DIR = Path(__file__).resolve().parent
@@ -75,7 +75,39 @@ def _parse_time(value: str, path: Path, key: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _thresholds(raw: Mapping[str, Any], windows: list[FreezeWindow]) -> Thresholds:
+#: gates.yaml `thresholds.verify` key -> VerifyThresholds field
+VERIFY_KEYS = {
+    "required": "required",
+    "soakSeconds": "soak_seconds",
+    "pollSeconds": "poll_seconds",
+    "minSoakSeconds": "min_soak_seconds",
+    "maxErrorRate": "max_error_rate",
+    "maxP99LatencyMs": "max_p99_latency_ms",
+    "smokeRows": "smoke_rows",
+}
+
+
+def _verify_thresholds(raw: Mapping[str, Any], *, path: Path, where: str) -> VerifyThresholds:
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = VERIFY_KEYS[key]
+        values[name] = bool(value) if name == "required" else (
+            int(value) if name == "smoke_rows" else float(value)
+        )  # fmt: skip
+    verify = VerifyThresholds(**values)
+    if verify.poll_seconds > verify.soak_seconds and verify.soak_seconds > 0:
+        raise GatesError(
+            path,
+            f"{where}.thresholds.verify.pollSeconds",
+            f"{verify.poll_seconds:g} is longer than soakSeconds ({verify.soak_seconds:g}): "
+            "the window would hold one sample",
+        )
+    return verify
+
+
+def _thresholds(
+    raw: Mapping[str, Any], windows: list[FreezeWindow], verify: VerifyThresholds
+) -> Thresholds:
     return Thresholds(
         metrics=dict(raw.get("metrics") or {}),
         max_regression=float(raw.get("maxRegression", 0.0)),
@@ -87,6 +119,7 @@ def _thresholds(raw: Mapping[str, Any], windows: list[FreezeWindow]) -> Threshol
         allow_public_exposure=bool(raw.get("allowPublicExposure", False)),
         required_labels=tuple(raw.get("requiredLabels") or ()),
         freeze_windows=tuple(windows),
+        verify=verify,
     )
 
 
@@ -102,7 +135,11 @@ def _stack_gates(
                 f"{where}.overrides.{name}",
                 f"unknown rule {name!r}; known rules: {', '.join(sorted(known))}",
             )
-    thresholds = {**(base.get("thresholds") or {}), **(raw.get("thresholds") or {})}
+    base_thresholds, own_thresholds = base.get("thresholds") or {}, raw.get("thresholds") or {}
+    thresholds = {**base_thresholds, **own_thresholds}
+    # verify is merged key by key too: a stack that sets only `required` keeps the defaults' window
+    verify_raw = {**(base_thresholds.get("verify") or {}), **(own_thresholds.get("verify") or {})}
+    verify = _verify_thresholds(verify_raw, path=path, where=where)
     windows_raw = raw.get("freezeWindows", base.get("freezeWindows")) or []
     windows = []
     for index, window in enumerate(windows_raw):
@@ -115,7 +152,7 @@ def _stack_gates(
     return StackGates(
         enforcement=Level(raw.get("enforcement", base.get("enforcement", Level.MANDATORY))),
         overrides={name: Level(level) for name, level in overrides.items()},
-        thresholds=_thresholds(thresholds, windows),
+        thresholds=_thresholds(thresholds, windows, verify),
     )
 
 

@@ -64,6 +64,20 @@ class FreezeWindow:
 
 
 @dataclass(frozen=True, kw_only=True)
+class VerifyThresholds:
+    """`liftlock verify`'s soak window and limits, and whether promotions from the stack need it
+    (policies/gates.yaml `thresholds.verify`)."""
+
+    required: bool = False  # promotions from this stack need a passing verification
+    soak_seconds: float = 30.0  # how long `liftlock verify` watches the rollout
+    poll_seconds: float = 5.0  # how often it samples readiness and restarts in that window
+    min_soak_seconds: float = 0.0  # promotions from this stack wait this long after verification
+    max_error_rate: float = 0.0  # 5xx share of prediction requests in the window
+    max_p99_latency_ms: float = 250.0  # of prediction requests in the window, from /metrics
+    smoke_rows: int = 32  # rows of the bundle's test split sent to every replica
+
+
+@dataclass(frozen=True, kw_only=True)
 class Thresholds:
     """Per-stack numbers and switches the rules compare against (policies/gates.yaml)."""
 
@@ -77,6 +91,7 @@ class Thresholds:
     allow_public_exposure: bool = False
     required_labels: tuple[str, ...] = ()
     freeze_windows: tuple[FreezeWindow, ...] = ()
+    verify: VerifyThresholds = field(default_factory=VerifyThresholds)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,6 +14,7 @@ signed record of a passing gate? This module runs no liftlock code (the program 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -144,9 +145,14 @@ def _ssh_keygen() -> str:
 
 def signature_problem(root: Path, record: PromotionRecord, stack: str) -> str | None:
     """Why the record's signature does not hold for `stack`, or None when it verifies."""
+    return file_signature_problem(root, record.path, str(record.data.get("signer", "")), stack)
+
+
+def file_signature_problem(root: Path, path: Path, signer: str, stack: str) -> str | None:
+    """Why `path`'s signature (`<path>.sig`) by `signer` does not hold for `stack`, or None."""
     allowed = signers_file(root, stack)
-    signature = record.signature_path
-    where = _display(root, record.path)
+    signature = signature_path(path)
+    where = _display(root, path)
     if not signature.is_file():
         return f"{where}: no signature ({signature.name} missing)"
     if not allowed.is_file():
@@ -156,13 +162,13 @@ def signature_problem(root: Path, record: PromotionRecord, stack: str) -> str | 
     except FileNotFoundError:
         return "ssh-keygen is not installed: cannot verify records (apt install openssh-client)"
     command = [
-        keygen, "-Y", "verify", "-f", str(allowed), "-I", str(record.data.get("signer", "")),
+        keygen, "-Y", "verify", "-f", str(allowed), "-I", signer,
         "-n", SIGNATURE_NAMESPACE, "-s", str(signature),
     ]  # fmt: skip
     try:
         result = subprocess.run(
             command,
-            input=record.path.read_bytes(),
+            input=path.read_bytes(),
             capture_output=True,
             timeout=30,
             check=False,
@@ -173,7 +179,7 @@ def signature_problem(root: Path, record: PromotionRecord, stack: str) -> str | 
         said = (result.stderr or result.stdout).decode(errors="replace").strip().splitlines()
         return (
             f"{where}: signature does not verify against {_display(root, allowed)} as "
-            f"{record.data.get('signer')!r} ({said[-1] if said else f'exit {result.returncode}'})"
+            f"{signer!r} ({said[-1] if said else f'exit {result.returncode}'})"
         )
     return None
 
@@ -267,3 +273,173 @@ def check_pinned(root: Path, stack: str, digest: str | None, image: str | None) 
         message=f"{stack} pins {pinned}, which no promotion record of {stack} names "
         f"(promotions/{stack}/); {fix}",
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Verifications: `liftlock verify <stack>`'s signed verdicts on what a promotion deployed
+#
+# `promotions/<stack>/verifications/<UTC time>-<digest12>.json` (+ `.json.sig`, signed like a
+# record, by a signer of the stack) names the promotion record it judged by file name and by the
+# sha256 of its bytes, and holds every check's verdict. A record is never rewritten: each
+# verification is a file of its own, so a hand edit of a verdict breaks that file's signature.
+
+VERIFICATION_KIND = "liftlock.io/verification"
+VERIFICATIONS_DIR = "verifications"
+VERIFICATION_KEYS = ("kind", "stack", "record", "recordSha256", "passed", "checks", "signer")
+
+VerificationState = Literal["verified", "failed", "unverified", "verification invalid"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verification:
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return self.data.get("passed") is True
+
+    @property
+    def record(self) -> str:
+        """The file name of the promotion record it judged (in the same stack's folder)."""
+        return str(self.data["record"])
+
+    @property
+    def time(self) -> str:
+        return str(self.data.get("time", ""))
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return [
+            str(check.get("check"))
+            for check in self.data.get("checks") or []
+            if isinstance(check, dict) and check.get("verdict") == "fail"
+        ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerificationStatus:
+    """Where a promotion record stands with `liftlock verify`."""
+
+    state: VerificationState
+    message: str
+    latest: Verification | None = None
+    # UTC time of the first passing verification of the unbroken run that ends at `latest`
+    verified_since: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "verified"
+
+
+def verifications_dir(root: Path, stack: str) -> Path:
+    return root / PROMOTIONS_DIR / stack / VERIFICATIONS_DIR
+
+
+def record_sha256(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_verification(path: Path) -> Verification:
+    """The verification in `path`; RecordError naming the file, the key and the fix."""
+    fix = f"restore it from git (`git checkout -- {path}`), or run `liftlock verify` again"
+    try:
+        with path.open(encoding="utf-8") as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise RecordError(
+            f"{path}: line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}); "
+            f"fix: {fix}"
+        ) from error
+    except OSError as error:
+        raise RecordError(f"{path}: cannot read ({error.strerror}); fix: {fix}") from error
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: a verification is a JSON object; fix: {fix}")
+    missing = [key for key in VERIFICATION_KEYS if key not in data]
+    if missing:
+        raise RecordError(f"{path}: verification lacks key(s) {', '.join(missing)}; fix: {fix}")
+    return Verification(path=path, data=data)
+
+
+def verifications(root: Path, stack: str) -> list[Verification | RecordError]:
+    """The stack's verifications, newest first; an unreadable one as its RecordError."""
+    folder = verifications_dir(root, stack)
+    found: list[Verification | RecordError] = []
+    for path in sorted(folder.glob("*.json"), reverse=True) if folder.is_dir() else []:
+        try:
+            found.append(read_verification(path))
+        except RecordError as error:
+            found.append(error)
+    return found
+
+
+def verification_problem(
+    root: Path, verification: Verification, stack: str, record: PromotionRecord
+) -> str | None:
+    """Why `verification` is not a valid verification of `record` in `stack` (None: it is)."""
+    where = _display(root, verification.path)
+    if verification.data.get("kind") != VERIFICATION_KIND:
+        return f"{where}: kind is {verification.data.get('kind')!r}, not {VERIFICATION_KIND!r}"
+    if verification.data.get("stack") != stack:
+        return f"{where}: written for stack {verification.data.get('stack')!r}, not {stack!r}"
+    if verification.data.get("recordSha256") != record_sha256(record.path):
+        return (
+            f"{where}: names {_display(root, record.path)} but not its content (recordSha256 "
+            "differs: the record changed after it was verified)"
+        )
+    return file_signature_problem(
+        root, verification.path, str(verification.data.get("signer", "")), stack
+    )
+
+
+def verification_status(root: Path, stack: str, record: PromotionRecord) -> VerificationStatus:
+    """Is `record` (a promotion into `stack`) verified? By its newest valid verification.
+
+    A verification of this record that does not hold (edited, copied, unsigned) is never skipped
+    over: the answer is `verification invalid`, naming the file.
+    """
+    where = _display(root, record.path)
+    run: list[Verification] = []
+    for item in verifications(root, stack):
+        if isinstance(item, RecordError):
+            return VerificationStatus(state="verification invalid", message=str(item))
+        if item.record != record.path.name:
+            continue
+        problem = verification_problem(root, item, stack, record)
+        if problem is not None:
+            return VerificationStatus(
+                state="verification invalid",
+                message=f"{problem}; fix: restore it from git, or run `liftlock verify {stack}`",
+            )
+        if not item.passed:
+            if run:
+                break  # passing verifications after this failure: the run ends here
+            failed = ", ".join(item.failed_checks) or "unknown"
+            return VerificationStatus(
+                state="failed",
+                message=f"{where} failed verification at {item.time} (check(s) failed: {failed}; "
+                f"{_display(root, item.path)})",
+                latest=item,
+            )
+        run.append(item)
+    if not run:
+        return VerificationStatus(
+            state="unverified",
+            message=f"{where} was never verified (no verification in "
+            f"{_display(root, verifications_dir(root, stack))} names it)",
+        )
+    return VerificationStatus(
+        state="verified",
+        message=f"{where} verified at {run[0].time} ({_display(root, run[0].path)})",
+        latest=run[0],
+        verified_since=run[-1].time,
+    )
+
+
+def latest_verified_record(root: Path, stack: str) -> PromotionRecord | None:
+    """The stack's newest valid record whose newest verification passed: its champion."""
+    for item in records(root, stack):
+        valid = isinstance(item, PromotionRecord) and record_problem(root, item, stack) is None
+        if valid and verification_status(root, stack, item).ok:  # type: ignore[arg-type]
+            return item  # type: ignore[return-value]
+    return None

@@ -34,10 +34,17 @@ class PortForwardError(RuntimeError):
 
 @contextlib.contextmanager
 def port_forward(
-    *, kubeconfig: str, context: str, namespace: str, target: str, port: int
+    *,
+    kubeconfig: str,
+    context: str,
+    namespace: str,
+    target: str,
+    port: int,
+    kubectl: str | None = None,
 ) -> Iterator[int]:
-    """A 127.0.0.1 port forwarded to `target` (svc/NAME or pod/NAME) port `port`."""
-    kubectl = shutil.which("kubectl")
+    """A 127.0.0.1 port forwarded to `target` (svc/NAME or pod/NAME) port `port` (`kubectl`:
+    the binary to run; default the one on PATH)."""
+    kubectl = kubectl or shutil.which("kubectl")
     if kubectl is None:
         raise PortForwardError("kubectl not found (bash toolchain/build.sh kube-apiserver)")
     process = subprocess.Popen(

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from liftlock.errors import ConfigError, ExternalCommandError
+
+if TYPE_CHECKING:
+    from policies.promotion import VerificationStatus
+
+
+def _verified(status: VerificationStatus | None) -> str:
+    if status is None:
+        return "-"
+    if status.state in ("failed", "verification invalid"):
+        return f"[bold red]{status.state}[/]"
+    return status.state if status.latest is None else f"{status.state} {status.latest.time}"
 
 
 def register(app: typer.Typer) -> None:
@@ -36,6 +47,7 @@ def register(app: typer.Typer) -> None:
             "bundle",
             "last promotion",
             "record",
+            "verified",
             "workspace bundle",
             "pending",
         ):
@@ -49,6 +61,7 @@ def register(app: typer.Typer) -> None:
                 row.bundle_digest[7:19] if row.bundle_digest else "-",
                 f"{record.time} from {record.source}" if record else "never promoted",
                 row.record.status if row.record.ok else f"[bold red]{row.record.status}[/]",
+                _verified(row.verification),
                 {None: "-", True: "differs", False: "same"}[row.workspace_differs],
                 row.pending,
             )
@@ -57,6 +70,9 @@ def register(app: typer.Typer) -> None:
         for row in rows:
             if not row.record.ok:
                 console.print(f"[bold red]{row.stack}[/]: {row.record.message}", soft_wrap=True)
+            elif row.verification and row.verification.state in ("failed", "verification invalid"):
+                said = row.verification.message
+                console.print(f"[bold red]{row.stack}[/]: {said}", soft_wrap=True)
         invalid = [row.stack for row in rows if row.record.status == "record invalid"]
         if invalid:
             raise ConfigError(

@@ -150,3 +150,35 @@ def real_clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LIFTLOCK_ROOT", str(root))
     monkeypatch.setenv("LIFTLOCK_SIGNING_KEY", str(tmp_path / "keys" / "promotion_ed25519"))
     return root
+
+
+def sign_verification(
+    root: Path,
+    stack: str,
+    *,
+    failed: tuple[str, ...] = (),
+    when: Any = None,
+) -> Path:
+    """A signed verification of what `stack` pins, as `liftlock verify` writes it (its checks
+    pass, but for `failed`), at `when` (default now); returns the verification file."""
+    from datetime import UTC, datetime
+
+    from liftlock.gate import pinned_values
+    from liftlock.verify import CHECKS, Check, VerifyReport, write_verification
+    from policies.promotion import check_pinned
+
+    pinned = check_pinned(root, stack, *pinned_values(root, stack))
+    assert pinned.ok and pinned.record is not None, pinned.message
+    moment = when or datetime.now(UTC)
+    checks = [
+        Check(check=name, verdict="fail" if name in failed else "pass", measured="m", threshold="t")
+        for name in CHECKS
+    ]
+    record = pinned.record
+    report = VerifyReport(
+        stack=stack, namespace=f"liftlock-{stack}", cluster="test", checks=checks,
+        bundle_digest=record.bundle_digest, image=record.image, record=record.path.name,
+        soak_seconds=0, started=moment, ended=moment, samples=2, expected="test rows",
+    )  # fmt: skip
+    written = write_verification(root, report, record.path, log=lambda _line: None)
+    return next(path for path in written if path.suffix == ".json")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from policies.promotion import latest_valid_record as latest_record
-from tests.cli.conftest import edit_gates, git, replace_bundle, stack_values
+from tests.cli.conftest import edit_gates, git, replace_bundle, sign_verification, stack_values
 from tests.policies.bundles import GOOD_METRICS, POOR_METRICS
 
 Run = Callable[..., tuple[int, str]]
@@ -42,6 +43,11 @@ def test_workspace_to_dev_to_staging_to_prod(clone: Path, run: Run) -> None:
     assert stack_values(clone, "staging")["liftlock:bundleDigest"] == digest
     assert stack_values(clone, "staging")["liftlock:image"] == IMAGE
     assert latest_record(clone, "staging").data["from"] == "dev"  # type: ignore[union-attr]
+
+    # staging's gates require a passing verification of what it runs before it goes on.
+    code, out = run("promote", "staging", "prod", "--no-preview")
+    assert code == 1 and "was never verified" in out, out
+    sign_verification(clone, "staging", when=datetime.now(UTC) - timedelta(minutes=5))
 
     # staging -> prod reuses the image staging runs for this bundle.
     code, out = run("promote", "staging", "prod", "--no-preview")

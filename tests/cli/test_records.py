@@ -13,12 +13,13 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from policies.promotion import check_pinned, latest_valid_record, record_paths
-from tests.cli.conftest import replace_bundle, stack_values
+from tests.cli.conftest import replace_bundle, sign_verification, stack_values
 from tests.policies.bundles import POOR_METRICS
 
 Run = Callable[..., tuple[int, str]]
@@ -47,6 +48,8 @@ def _promote_to_prod(root: Path, run: Run) -> str:
         ("dev", "staging", "--image", IMAGE),
         ("staging", "prod"),
     ):
+        if args[0] == "staging":  # staging goes on only verified and soaked (gates.yaml)
+            sign_verification(root, "staging", when=datetime.now(UTC) - timedelta(minutes=5))
         code, out = run("promote", *args, "--no-preview")
         assert code == 0, out
     return _digest(root)

@@ -96,3 +96,40 @@ def test_unparsable_or_missing_file(tmp_path: Path) -> None:
         load_gates(broken)
     with pytest.raises(GatesError, match=r"nowhere.yaml: \(file\): no such file"):
         load_gates(tmp_path / "nowhere.yaml")
+
+
+def test_verify_thresholds_merge_key_by_key(gates_document: dict[str, Any]) -> None:
+    gates = parse_gates(gates_document, path="gates.yaml")
+    staging, prod, dev = (gates.for_stack(s).thresholds.verify for s in ("staging", "prod", "dev"))
+    assert staging.required and prod.required and not dev.required
+    assert staging.min_soak_seconds == 60 and prod.min_soak_seconds == 3600
+    # staging sets only required and minSoakSeconds: the window and limits are the defaults'
+    assert staging.soak_seconds == dev.soak_seconds == 30 and prod.soak_seconds == 60
+    assert staging.smoke_rows == 32 and staging.max_p99_latency_ms == 250
+    assert gates.for_stack("qa").thresholds.verify.required is False
+
+
+@pytest.mark.parametrize(
+    ("verify", "key", "words"),
+    [
+        ({"soakSecs": 5}, "stacks.staging.thresholds.verify", "'soakSecs' was unexpected"),
+        ({"maxErrorRate": 2}, "stacks.staging.thresholds.verify.maxErrorRate", "maximum of 1"),
+        ({"smokeRows": 0}, "stacks.staging.thresholds.verify.smokeRows", "minimum of 1"),
+        ({"required": "yes"}, "stacks.staging.thresholds.verify.required", "not of type"),
+        (
+            {"soakSeconds": 10, "pollSeconds": 20},
+            "stacks.staging.thresholds.verify.pollSeconds",
+            "longer than soakSeconds (10)",
+        ),
+    ],
+)
+def test_malformed_verify_thresholds_name_the_key(
+    gates_document: dict[str, Any], verify: dict[str, Any], key: str, words: str
+) -> None:
+    document = copy.deepcopy(gates_document)
+    document["stacks"]["staging"]["thresholds"]["verify"] = verify
+    with pytest.raises(GatesError) as raised:
+        parse_gates(document, path="policies/gates.yaml")
+    assert raised.value.key == key, str(raised.value)
+    assert words in str(raised.value)
+    assert str(raised.value).startswith(f"policies/gates.yaml: {key}: ")

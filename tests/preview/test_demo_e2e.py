@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.engine, pytest.mark.docker, pytest.m
 EXPECTED_CHANGES = re.compile(
     r"^( M stacks/Pulumi\.(dev|staging)\.yaml"
     r"|\?\? promotions/(dev|staging)/[^/]+\.json(\.sig)?"
+    r"|\?\? promotions/staging/verifications/(.+)?"
     # A machine whose key is not yet a signer (a new one): the demo enrolls it, visibly.
     r"|( M|\?\?) policies/allowed_signers/(dev|staging)"
     r"|( M|\?\?) deploy/staging/.+)$"
@@ -77,8 +78,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, repo_root: Path):
 
 def test_every_step_reports_its_time(demo_run):
     _, output, _ = demo_run
-    for number in range(1, 9):
-        assert re.search(rf"^\[demo\] {number}/8 .+ done in \d+\.\d s", output, re.M), output
+    for number in range(1, 10):
+        assert re.search(rf"^\[demo\] {number}/9 .+ done in \d+\.\d s", output, re.M), output
 
 
 def test_the_served_model_answered_on_localhost(demo_run):
