@@ -10,8 +10,9 @@ what happened where. What it changes in the checkout is what the loop is meant t
 DVC outputs (bundle/, model/, reports/, data/prepared/, eval/ when the pipeline was out of date),
 stacks/Pulumi.dev.yaml and stacks/Pulumi.staging.yaml (bundleDigest, image — written by
 `liftlock promote`), their promotion records (and staging's signed verification) in
-promotions/, the manifests rendered into deploy/staging/, and the stacks' state in .pulumi-state/ (git-ignored). Pulumi reads a copy of
-each stack file, so the engine never rewrites them. The sample change is made and previewed in a
+promotions/, the manifests rendered into deploy/staging/, and the stacks' state in
+.pulumi-state/ (git-ignored). Pulumi reads a copy of each stack file, so the engine never
+rewrites them. The sample change is made and previewed in a
 throwaway git worktree; the checkout never sees it. Outside the checkout: the embedded registry
 and cluster (`liftlock cluster down` stops them), the dev image and container on the local Docker
 engine, staging's pods on the cluster, and the preview comment in ~/.cache/liftlock/demo/.
