@@ -151,7 +151,7 @@ def declare_applied_copy(
     root: Path,
     digest: str,
     cluster: tuple[Path, str],
-    declare_workloads: Callable[[str, pulumi.ResourceOptions], ModelService],
+    declare_workloads: Callable[[str, pulumi.ResourceOptions, bool], ModelService],
 ) -> None:
     """The rendered objects again, through a provider on `applyTo`'s cluster: the Kubernetes
     provider waits for the rollout (a failure names the pods' reasons) within the timeout, then
@@ -171,6 +171,9 @@ def declare_applied_copy(
             providers={"kubernetes": provider},
             custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout),
         ),
+        # The embedded cluster outlives a checkout's state: a fresh clone's first `up` takes
+        # over the objects an earlier checkout applied there instead of failing on them.
+        True,
     )
     SmokeCheck(
         f"{config.stack}-cluster-smoke",
@@ -252,7 +255,9 @@ def declare_kubernetes_stack(config: StackConfig, root: Path) -> StackOutputs:
     annotations = object_annotations(lineage)
     manifest_text = json.dumps(manifest, indent=2, sort_keys=True)
 
-    def declare_workloads(prefix: str, opts: pulumi.ResourceOptions) -> ModelService:
+    def declare_workloads(
+        prefix: str, opts: pulumi.ResourceOptions, take_over: bool = False
+    ) -> ModelService:
         assert config.image and config.namespace and config.resources
         service = ModelService(
             f"{prefix}-model",
@@ -268,6 +273,7 @@ def declare_kubernetes_stack(config: StackConfig, root: Path) -> StackOutputs:
                 annotations=annotations,
                 selector=selector_labels(config),
                 wait_for_ready=config.wait_for_ready,
+                take_over=take_over,
             ),
             opts=opts,
         )
@@ -286,6 +292,7 @@ def declare_kubernetes_stack(config: StackConfig, root: Path) -> StackOutputs:
                     model_selector=selector_labels(config),
                     service_account_name=OBJECT_NAME,
                     wait_for_ready=config.wait_for_ready,
+                    take_over=take_over,
                 ),
                 opts=pulumi.ResourceOptions.merge(
                     opts, pulumi.ResourceOptions(depends_on=[service])

@@ -105,10 +105,9 @@ def _display(root: Path, path: Path) -> str:
         return str(path)
 
 
-def read_record(path: Path) -> PromotionRecord:
-    """The record in `path`; RecordError naming the file, the key and the fix."""
-    fix = f"restore it from git (`git checkout -- {path.parent.name}/{path.name}`), or delete it "
-    fix += "and promote again with `liftlock promote`"
+def read_json_object(path: Path, what: str, fix: str) -> dict[str, Any]:
+    """The JSON object in `path` (a record or a verification); RecordError naming the file,
+    the line and `fix` when it is not one."""
     try:
         with path.open(encoding="utf-8") as handle:
             data = json.load(handle)
@@ -120,7 +119,15 @@ def read_record(path: Path) -> PromotionRecord:
     except OSError as error:
         raise RecordError(f"{path}: cannot read ({error.strerror}); fix: {fix}") from error
     if not isinstance(data, dict):
-        raise RecordError(f"{path}: a promotion record is a JSON object; fix: {fix}")
+        raise RecordError(f"{path}: {what} is a JSON object; fix: {fix}")
+    return data
+
+
+def read_record(path: Path) -> PromotionRecord:
+    """The record in `path`; RecordError naming the file, the key and the fix."""
+    fix = f"restore it from git (`git checkout -- {path.parent.name}/{path.name}`), or delete it "
+    fix += "and promote again with `liftlock promote`"
+    data = read_json_object(path, "a promotion record", fix)
     missing = [key for key in REQUIRED_KEYS if key not in data]
     if missing:
         raise RecordError(
@@ -343,18 +350,7 @@ def record_sha256(path: Path) -> str:
 def read_verification(path: Path) -> Verification:
     """The verification in `path`; RecordError naming the file, the key and the fix."""
     fix = f"restore it from git (`git checkout -- {path}`), or run `liftlock verify` again"
-    try:
-        with path.open(encoding="utf-8") as handle:
-            data = json.load(handle)
-    except json.JSONDecodeError as error:
-        raise RecordError(
-            f"{path}: line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}); "
-            f"fix: {fix}"
-        ) from error
-    except OSError as error:
-        raise RecordError(f"{path}: cannot read ({error.strerror}); fix: {fix}") from error
-    if not isinstance(data, dict):
-        raise RecordError(f"{path}: a verification is a JSON object; fix: {fix}")
+    data = read_json_object(path, "a verification", fix)
     missing = [key for key in VERIFICATION_KEYS if key not in data]
     if missing:
         raise RecordError(f"{path}: verification lacks key(s) {', '.join(missing)}; fix: {fix}")

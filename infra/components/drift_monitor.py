@@ -40,6 +40,8 @@ class DriftMonitorArgs:
     service_account_name: pulumi.Input[str]
     #: False only against an API server without controllers (see engine_annotations)
     wait_for_ready: bool = True
+    #: take over fields another stack applied on a shared cluster (see engine_annotations)
+    take_over: bool = False
 
 
 class DriftMonitor(pulumi.ComponentResource):
@@ -57,7 +59,10 @@ class DriftMonitor(pulumi.ComponentResource):
                 name=object_name,
                 namespace=args.namespace,
                 labels=job_labels,
-                annotations={**args.annotations, **engine_annotations(args.wait_for_ready)},
+                annotations={
+                    **args.annotations,
+                    **engine_annotations(args.wait_for_ready, args.take_over),
+                },
             )
 
         pod_spec = k8s.core.v1.PodSpecArgs(

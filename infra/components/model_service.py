@@ -27,6 +27,7 @@ EPHEMERAL_STORAGE_REQUEST = "64Mi"
 EPHEMERAL_STORAGE_LIMIT = "256Mi"
 HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 DELETION_POLICY_ANNOTATION = "pulumi.com/deletionPropagationPolicy"
+PATCH_FORCE_ANNOTATION = "pulumi.com/patchForce"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +45,9 @@ class ModelServiceArgs:
     selector: dict[str, str]
     #: False only against an API server without controllers (no pod ever becomes ready).
     wait_for_ready: bool = True
+    #: A shared cluster (the embedded one outlives checkouts): this stack takes over fields
+    #: another stack's apply left on the same objects (see engine_annotations).
+    take_over: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -98,12 +102,18 @@ def spread_across_nodes(selector: dict[str, str]) -> k8s.core.v1.AffinityArgs:
     )
 
 
-def engine_annotations(wait_for_ready: bool) -> dict[str, str]:
-    """Without controllers (a bare API server) nothing becomes ready and no garbage collector
-    clears the foreground-deletion finalizer: then skip the waiting and delete in background."""
-    if wait_for_ready:
-        return {}
-    return {SKIP_AWAIT_ANNOTATION: "true", DELETION_POLICY_ANNOTATION: "background"}
+def engine_annotations(wait_for_ready: bool, take_over: bool = False) -> dict[str, str]:
+    """How the Kubernetes provider treats an object (metadata only, never a pod template).
+
+    Without controllers (a bare API server) nothing becomes ready and no garbage collector
+    clears the foreground-deletion finalizer: then skip the waiting and delete in background.
+    On a cluster that outlives one checkout's state (the embedded one after another clone's
+    `pulumi up`), server-side apply refuses fields another field manager set: `take_over`
+    forces them, as `kubectl apply --server-side --force-conflicts` would."""
+    found = {PATCH_FORCE_ANNOTATION: "true"} if take_over else {}
+    if not wait_for_ready:
+        found |= {SKIP_AWAIT_ANNOTATION: "true", DELETION_POLICY_ANNOTATION: "background"}
+    return found
 
 
 def minimum_replicas(replicas: int, autoscaling: Autoscaling) -> int:
@@ -120,7 +130,10 @@ class ModelService(pulumi.ComponentResource):
     ) -> None:
         super().__init__("liftlock:ml:ModelService", name, None, opts)
         child = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=self))
-        annotations = {**args.annotations, **engine_annotations(args.wait_for_ready)}
+        annotations = {
+            **args.annotations,
+            **engine_annotations(args.wait_for_ready, args.take_over),
+        }
 
         def metadata(object_name: str, **extra: str) -> k8s.meta.v1.ObjectMetaArgs:
             return k8s.meta.v1.ObjectMetaArgs(
