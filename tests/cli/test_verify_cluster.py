@@ -9,9 +9,7 @@ the record."""
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +20,6 @@ import yaml
 
 from infra.components.image_builder import (
     build_image,
-    docker_client,
     push_image,
     registry_repository,
 )
@@ -34,6 +31,7 @@ from ml.errors import BundleError
 from policies.promotion import check_pinned, verification_status
 from tests.cli.conftest import REPO, edit_gates
 from tests.helpers.embedded_cluster import RunningCluster, running_cluster
+from tests.helpers.registry import image_with_entrypoint
 from tests.infra.engine import PulumiProject
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine, pytest.mark.docker, pytest.mark.cluster]
@@ -69,17 +67,9 @@ def image(cluster: RunningCluster) -> str:
 
 def wrong_predictions_image(image: str, registry: str) -> str:
     """FROM the model image, an entrypoint that serves the opposite of every prediction."""
-    dockerfile = f"FROM {image}\nENTRYPOINT {json.dumps(['python', '-c', WRONG_SERVER])}\n"
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        data = dockerfile.encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    tag = f"{registry_repository(registry, 'liftlock-model')}:wrong-predictions"
-    docker_client().images.build(fileobj=context, custom_context=True, tag=tag, network_mode="none")
-    return push_image(tag, log=lambda line: None)
+    return image_with_entrypoint(
+        image, registry, ["python", "-c", WRONG_SERVER], "wrong-predictions"
+    )
 
 
 def _apply_to(root: Path, cluster: RunningCluster) -> None:

@@ -20,3 +20,28 @@ def running_registry(state_dir: Path) -> Iterator[Layout]:
         yield layout
     finally:
         embedded_registry.stop(layout, lambda line: None)
+
+
+def image_with_entrypoint(image: str, registry: str, entrypoint: list[str], tag: str) -> str:
+    """An image FROM `image` whose entrypoint is `entrypoint`, pushed as
+    `<registry>/liftlock-model:<tag>`: its manifest-digest reference (a broken or lying server
+    on top of the real model image, for rollout and verify failures)."""
+    import io
+    import json
+    import tarfile
+
+    from infra.components.image_builder import docker_client, push_image, registry_repository
+
+    dockerfile = f"FROM {image}\nENTRYPOINT {json.dumps(entrypoint)}\n"
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        data = dockerfile.encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    reference = f"{registry_repository(registry, 'liftlock-model')}:{tag}"
+    docker_client().images.build(
+        fileobj=context, custom_context=True, tag=reference, network_mode="none"
+    )
+    return push_image(reference, log=lambda line: None)

@@ -5,10 +5,8 @@ CrashLoopBackOff, an unpullable digest naming ImagePullBackOff (or ErrImagePull)
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,6 @@ import pytest
 
 from infra.components.image_builder import (
     build_image,
-    docker_client,
     push_image,
     registry_repository,
 )
@@ -27,6 +24,7 @@ from liftlock.cluster.layout import CONTEXT_NAME
 from ml.bundle import verify_bundle
 from ml.errors import BundleError
 from tests.helpers.embedded_cluster import RunningCluster, running_cluster
+from tests.helpers.registry import image_with_entrypoint
 from tests.infra.engine import PulumiProject, rendered_manifests
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine, pytest.mark.docker, pytest.mark.cluster]
@@ -104,18 +102,9 @@ def test_up_renders_applies_rolls_out_and_answers(
 
 def broken_entrypoint_image(image: str, registry: str) -> str:
     """The model image whose entrypoint exits at once: pods crash-loop."""
-    client = docker_client()
-    dockerfile = f'FROM {image}\nENTRYPOINT ["python", "-c", "raise SystemExit(3)"]\n'
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        data = dockerfile.encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    tag = f"{registry_repository(registry, 'liftlock-model')}:broken-entrypoint"
-    client.images.build(fileobj=context, custom_context=True, tag=tag, network_mode="none")
-    return push_image(tag, log=lambda line: None)
+    return image_with_entrypoint(
+        image, registry, ["python", "-c", "raise SystemExit(3)"], "broken-entrypoint"
+    )
 
 
 @pytest.mark.parametrize("failure", ["CrashLoopBackOff", "ImagePullBackOff"])
